@@ -1,0 +1,129 @@
+"""libvirt's event loop in one daemon thread, and the translation of domain events into cell events.
+
+libvirt delivers lifecycle, reboot and agent events only to a process that registered an event
+loop implementation *before* opening connections; this module does that once per process.
+"""
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libvirt
+
+from orchestrator.core.cell_events import CellEvent, DomainCrashed, DomainReset, DomainStopped
+
+
+class EventLoop:
+    """The process-wide libvirt default event loop, started on first use."""
+
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def ensure_running(cls) -> None:
+        with cls._lock:
+            if cls._thread is not None:
+                return
+            libvirt.virEventRegisterDefaultImpl()
+            cls._thread = threading.Thread(target=cls._run, name="libvirt-events", daemon=True)
+            cls._thread.start()
+
+    @staticmethod
+    def _run() -> None:
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+
+@dataclass(frozen=True)
+class AgentSignal:
+    """The guest agent connected or disconnected (wakes a waiting readiness probe)."""
+
+    connected: bool
+
+
+DomainSignal = CellEvent | AgentSignal
+DomainListener = Callable[[DomainSignal], None]
+
+_CRASH_DETAILS = {
+    libvirt.VIR_DOMAIN_EVENT_CRASHED_PANICKED: "panicked",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED_CRASHLOADED: "crashloaded",
+}
+_STOP_DETAILS = {
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: ("shutdown", True),
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED: ("destroyed", False),
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: ("qemu crashed", False),
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: ("failed", False),
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED: ("migrated", False),
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED: ("saved", False),
+    libvirt.VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT: ("from snapshot", False),
+}
+
+_HOST_PAUSES = {
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR: "paused on a host I/O error",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED_API_ERROR: "paused on a libvirt API error",
+}
+
+
+def translate_lifecycle(event: int, detail: int) -> CellEvent | None:
+    """A libvirt lifecycle (event, detail) pair as a cell event; None for the ones cells ignore."""
+    if event == libvirt.VIR_DOMAIN_EVENT_CRASHED:
+        return DomainCrashed(_CRASH_DETAILS.get(detail, f"detail {detail}"))
+    if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
+        reason, guest_initiated = _STOP_DETAILS.get(detail, (f"detail {detail}", False))
+        return DomainStopped(reason, guest_initiated)
+    if event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED and detail in _HOST_PAUSES:
+        # QEMU paused the guest because the host failed it: left alone it would look like a hang.
+        return DomainStopped(_HOST_PAUSES[detail], guest_initiated=False)
+    return None
+
+
+class DomainEventHub:
+    """Registers once per connection for every domain and hands events to the listener of each name."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, DomainListener] = {}
+        self._lock = threading.Lock()
+        self._callback_ids: list[int] = []
+
+    def attach(self, connection: libvirt.virConnect) -> None:
+        self._callback_ids = [
+            connection.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None),
+            connection.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._on_reboot, None),
+            connection.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent, None
+            ),
+        ]
+
+    def detach(self, connection: libvirt.virConnect) -> None:
+        for callback_id in self._callback_ids:
+            try:
+                connection.domainEventDeregisterAny(callback_id)
+            except libvirt.libvirtError:
+                pass  # the connection is already gone; so are its callbacks
+        self._callback_ids = []
+
+    def subscribe(self, domain_name: str, listener: DomainListener) -> None:
+        with self._lock:
+            self._listeners[domain_name] = listener
+
+    def unsubscribe(self, domain_name: str) -> None:
+        with self._lock:
+            self._listeners.pop(domain_name, None)
+
+    def _deliver(self, domain: libvirt.virDomain, signal: DomainSignal) -> None:
+        with self._lock:
+            listener = self._listeners.get(domain.name())
+        if listener is not None:
+            listener(signal)
+
+    def _on_lifecycle(self, _conn: object, domain: libvirt.virDomain, event: int, detail: int, _opaque: object) -> None:
+        translated = translate_lifecycle(event, detail)
+        if translated is not None:
+            self._deliver(domain, translated)
+
+    def _on_reboot(self, _conn: object, domain: libvirt.virDomain, _opaque: object) -> None:
+        self._deliver(domain, DomainReset())
+
+    def _on_agent(self, _conn: object, domain: libvirt.virDomain, state: int, _reason: int, _opaque: object) -> None:
+        connected = state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED
+        self._deliver(domain, AgentSignal(connected))

@@ -1,0 +1,1 @@
+"""Pure decisions: no libvirt, ansible, SSH, HTTP or database imports below this package."""

@@ -1,0 +1,114 @@
+"""What can happen to a cell: the inputs of the cell state machine.
+
+Adapters translate the outside world into these (a libvirt lifecycle callback becomes
+``DomainCrashed``; an ansible-runner status becomes ``StepFinished``); the engine feeds them in.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from orchestrator.core.outcomes import Blame
+from orchestrator.core.plan import InstallStep
+
+
+class Timer(StrEnum):
+    """The deadlines a cell arms."""
+
+    READY = "ready"  # the current boot must answer the readiness probe before it fires
+    STABILITY = "stability"  # a ready guest must not crash or reset before it fires
+
+
+@dataclass(frozen=True)
+class Begin:
+    """The scheduler gave the cell a host slot."""
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """Overlay cloned, domain defined and started."""
+
+
+@dataclass(frozen=True)
+class GuestAnswered:
+    """The readiness probe got an answer from a boot identified by ``boot_mark``."""
+
+    boot_mark: str
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    """A deadline armed by the machine passed."""
+
+    timer: Timer
+
+
+@dataclass(frozen=True)
+class DomainCrashed:
+    """The hypervisor reports a guest crash (pvpanic / Hyper-V crash MSRs)."""
+
+    detail: str  # e.g. "panicked", "crashloaded"
+
+
+@dataclass(frozen=True)
+class DomainReset:
+    """The guest reset (libvirt REBOOT event): requested by us, or by itself."""
+
+
+@dataclass(frozen=True)
+class DomainStopped:
+    """The domain stopped running without a crash report."""
+
+    detail: str  # "shutdown" (the guest powered off), "destroyed", "failed" (QEMU died)
+    guest_initiated: bool
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """An install step ended; ``blame`` says whose fault a failure is."""
+
+    step: InstallStep
+    ok: bool
+    blame: Blame = Blame.CANDIDATE
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GuestSilent:
+    """The guest stopped answering while a step ran, with no crash or reset reported."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class InfraFailed:
+    """The testbed could not do what the machine asked (provision, probe, reboot)."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """A person or fail-fast wants the cell stopped."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class TornDown:
+    """Evidence kept, domain undefined, overlay removed."""
+
+
+CellEvent = (
+    Begin
+    | Provisioned
+    | GuestAnswered
+    | TimerFired
+    | DomainCrashed
+    | DomainReset
+    | DomainStopped
+    | StepFinished
+    | GuestSilent
+    | InfraFailed
+    | CancelRequested
+    | TornDown
+)

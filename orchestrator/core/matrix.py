@@ -1,0 +1,211 @@
+"""The matrix spec (YAML, validated by pydantic) and its expansion into a validated run plan.
+
+Expansion is pure: it takes the spec plus what is known about images, the candidate and
+co-installed products, and either returns a whole :class:`RunPlan` or raises one
+``ConfigurationError`` that lists every problem with the field it concerns. No VM is touched.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestrator.core.plan import CellPlan, ImageFacts, InstallStep, Resources, RunPlan, Timeouts
+from orchestrator.errors import ConfigurationError
+
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class TimeoutsSpec(BaseModel):
+    """Deadlines, in seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ready: float = Field(300.0, gt=0, description="per boot: from start or reboot to a readiness answer")
+    stability: float = Field(15.0, ge=0, description="a ready guest must stay up this long")
+    install: float = Field(900.0, gt=0, description="per install step")
+
+
+class ResourcesSpec(BaseModel):
+    """What one cell's VM gets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_mib: int = Field(1024, ge=128, le=65536)
+    vcpus: int = Field(1, ge=1, le=64)
+
+
+class CellSelector(BaseModel):
+    """Picks cells by coordinates, for ``include`` and ``exclude``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str | None = None
+    coinstalled: list[str] | None = None
+
+
+class MatrixSpec(BaseModel):
+    """A matrix file: which guests to boot the candidate on, and how hard to test each one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    images: list[str] = Field(min_length=1)
+    coinstalled: list[list[str]] = Field(
+        default_factory=lambda: [[]],
+        description="each entry is one set of products installed before the candidate; [] is none",
+    )
+    reboots: int = Field(2, ge=0, le=20)
+    boot_loop_after: int = Field(3, ge=1, le=50, description="resets without readiness that make a loop")
+    timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)  # type: ignore[arg-type]
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)  # type: ignore[arg-type]
+    fail_fast: bool = False
+    include: list[CellSelector] = Field(default_factory=list)
+    exclude: list[CellSelector] = Field(default_factory=list)
+
+    @field_validator("images")
+    @classmethod
+    def _images_unique(cls, images: list[str]) -> list[str]:
+        duplicates = sorted({name for name in images if images.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
+        return images
+
+
+@dataclass(frozen=True)
+class CandidateFacts:
+    """What planning needs to know of the candidate (the manifest itself is loaded elsewhere)."""
+
+    name: str
+    version: str
+    os_families: frozenset[str]
+    artifact_digests: Mapping[str, str]
+
+
+def parse_matrix(text: str, source: str = "matrix") -> MatrixSpec:
+    """Parse and validate matrix YAML; every problem is reported with its field path."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return MatrixSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(f"{source}: invalid matrix:\n{_describe(exc)}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"  {location}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def cell_id_for(image: str, coinstalled: Sequence[str]) -> str:
+    """A readable, unique name for a cell from its coordinates."""
+    return "+".join([image, *coinstalled])
+
+
+def _selects(selector: CellSelector, image: str, coinstalled: Sequence[str]) -> bool:
+    if selector.image is not None and selector.image != image:
+        return False
+    return selector.coinstalled is None or list(selector.coinstalled) == list(coinstalled)
+
+
+def _coordinates(spec: MatrixSpec) -> list[tuple[str, tuple[str, ...]]]:
+    crossed = [(image, tuple(products)) for image, products in product(spec.images, spec.coinstalled)]
+    for selector in spec.include:
+        if selector.image is None:
+            continue  # reported by validation
+        extra = (selector.image, tuple(selector.coinstalled or ()))
+        if extra not in crossed:
+            crossed.append(extra)
+    return [
+        (image, products)
+        for image, products in crossed
+        if not any(_selects(rule, image, products) for rule in spec.exclude)
+    ]
+
+
+def _problems(
+    spec: MatrixSpec,
+    images: Mapping[str, ImageFacts],
+    candidate: CandidateFacts,
+    known_products: frozenset[str],
+) -> list[str]:
+    problems = []
+    known_images = ", ".join(sorted(images)) or "none built yet: run 'testbed images build'"
+    for index, name in enumerate(spec.images):
+        if name not in images:
+            problems.append(f"images[{index}]: unknown image {name!r} (known: {known_images})")
+        elif images[name].os_family not in candidate.os_families:
+            families = ", ".join(sorted(candidate.os_families)) or "none"
+            problems.append(
+                f"images[{index}]: image {name!r} runs {images[name].os_family}, but the candidate "
+                f"{candidate.name} {candidate.version} ships sensor packages only for: {families}"
+            )
+    for set_index, products in enumerate(spec.coinstalled):
+        for index, product_name in enumerate(products):
+            if product_name not in known_products:
+                known = ", ".join(sorted(known_products)) or "none registered"
+                problems.append(
+                    f"coinstalled[{set_index}][{index}]: unknown product {product_name!r} (known: {known})"
+                )
+    for index, selector in enumerate(spec.include):
+        if selector.image is None:
+            problems.append(f"include[{index}].image: an include rule must name an image")
+        elif selector.image not in images:
+            problems.append(f"include[{index}].image: unknown image {selector.image!r}")
+    return problems
+
+
+def plan_run(
+    spec: MatrixSpec,
+    images: Mapping[str, ImageFacts],
+    candidate: CandidateFacts,
+    known_products: frozenset[str] = frozenset(),
+) -> RunPlan:
+    """Expand the matrix into cells and validate the whole plan before anything starts."""
+    problems = _problems(spec, images, candidate, known_products)
+    if problems:
+        raise ConfigurationError("the matrix cannot run:\n" + "\n".join(f"  {p}" for p in problems))
+    coordinates = _coordinates(spec)
+    if not coordinates:
+        raise ConfigurationError("the matrix cannot run: exclude rules removed every cell")
+    timeouts = Timeouts(
+        ready_s=spec.timeouts.ready, stability_s=spec.timeouts.stability, install_s=spec.timeouts.install
+    )
+    resources = Resources(memory_mib=spec.resources.memory_mib, vcpus=spec.resources.vcpus)
+    cells = tuple(
+        CellPlan(
+            cell_id=cell_id_for(image, products),
+            image=images[image],
+            coinstalled=products,
+            steps=(*(InstallStep.product(name) for name in products), InstallStep.candidate()),
+            reboots=spec.reboots,
+            boot_loop_after=spec.boot_loop_after,
+            timeouts=timeouts,
+            resources=resources,
+        )
+        for image, products in coordinates
+    )
+    return RunPlan(
+        matrix_name=spec.name,
+        candidate_name=candidate.name,
+        candidate_version=candidate.version,
+        artifact_digests=dict(candidate.artifact_digests),
+        fail_fast=spec.fail_fast,
+        cells=cells,
+    )
+
+
+def plan_as_yaml(plan: RunPlan) -> str:
+    """The plan as stable YAML, for ``--dry-run`` and snapshot tests."""
+    data: dict[str, Any] = plan.as_dict()
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,114 @@
+"""Records of what happened: every state change is a ``RunEvent`` that can be persisted and streamed;
+results are what a run leaves behind. Plain data with ``as_dict`` for JSON."""
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
+
+
+class RunEventKind(StrEnum):
+    """What a run event reports."""
+
+    RUN_STARTED = "run_started"  # the plan was validated and the run began
+    CELL_CHANGED = "cell_changed"  # a cell moved to another state
+    CELL_NOTE = "cell_note"  # something worth showing happened inside a state (e.g. an unexpected reset)
+    RUN_FINISHED = "run_finished"  # every cell is done; the verdict is known
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One entry of a run's event stream, numbered in the order it happened."""
+
+    run_id: str
+    sequence: int
+    at: float  # seconds since the epoch
+    kind: RunEventKind
+    cell_id: str | None = None
+    state: CellState | None = None
+    previous_state: CellState | None = None
+    phase: str = ""
+    cause: str = ""  # the cell event that caused the change
+    outcome: CellOutcome | None = None
+    verdict: RunVerdict | None = None
+    detail: str = ""
+    host: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: (str(value) if isinstance(value, StrEnum) else value) for key, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class PhaseTiming:
+    """How long a cell spent in one phase."""
+
+    phase: str
+    seconds: float
+
+
+@dataclass
+class CellResult:
+    """What one cell leaves behind."""
+
+    cell_id: str
+    image: str
+    kernel: str
+    host: str | None
+    outcome: CellOutcome
+    reason: str
+    crash: dict[str, Any] | None = None
+    timings: list[PhaseTiming] = field(default_factory=list)
+    evidence_dir: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = str(self.outcome)
+        return data
+
+    @property
+    def crash_title(self) -> str | None:
+        return None if self.crash is None else str(self.crash.get("title"))
+
+    @property
+    def seconds(self) -> float:
+        if self.started_at is None or self.finished_at is None:
+            return 0.0
+        return self.finished_at - self.started_at
+
+
+@dataclass
+class RunResult:
+    """What a run leaves behind: the verdict, bound to the candidate's digests."""
+
+    run_id: str
+    matrix_name: str
+    candidate_name: str
+    candidate_version: str
+    artifact_digests: dict[str, str]
+    verdict: RunVerdict
+    summary: str
+    cells: list[CellResult]
+    evidence_dir: str
+    started_at: float
+    finished_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "matrix": self.matrix_name,
+            "candidate": {
+                "name": self.candidate_name,
+                "version": self.candidate_version,
+                "artifacts": self.artifact_digests,
+            },
+            "verdict": str(self.verdict),
+            "summary": self.summary,
+            "evidence_dir": self.evidence_dir,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "cells": [cell.as_dict() for cell in self.cells],
+        }

@@ -1,0 +1,1 @@
+"""Wiring: feeds adapter events into the pure cell machine and carries out its commands."""

@@ -1,0 +1,198 @@
+"""Drives a whole run: places cells on hosts as capacity frees up, applies fail-fast, numbers events.
+
+Each cell runs in its own thread with its own ``CellDriver``; this loop only decides what starts
+next (with the pure scheduler) and reacts to cells finishing.
+"""
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from orchestrator.core.cell_events import CellEvent
+from orchestrator.core.cell_machine import CellContext
+from orchestrator.core.outcomes import CANDIDATE_FAILURES, CellOutcome, CellState
+from orchestrator.core.plan import CellPlan, RunPlan
+from orchestrator.core.records import CellResult, RunEvent, RunEventKind
+from orchestrator.core.scheduler import Demand, HostCapacity, assign
+from orchestrator.core.verdict import Verdict, decide
+from orchestrator.engine.cell_driver import CellDriver, CellPorts, Post
+from orchestrator.engine.timers import ThreadTimers, Timers
+
+
+class CellHost(Protocol):
+    """A place cells can run: a libvirt host in production."""
+
+    name: str
+
+    def max_cells(self) -> int: ...
+
+    def free_memory_mib(self) -> int: ...
+
+    def make_ports(self, plan: CellPlan, post: Post) -> CellPorts: ...
+
+
+Publish = Callable[[RunEvent], None]
+
+
+class RunDriver:
+    """Runs every cell of a plan and returns their results; ``cancel`` is safe from any thread."""
+
+    def __init__(
+        self,
+        run_id: str,
+        plan: RunPlan,
+        hosts: Sequence[CellHost],
+        publish: Publish,
+        make_timers: Callable[[], Timers] = ThreadTimers,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.run_id = run_id
+        self.plan = plan
+        self._hosts = {host.name: host for host in hosts}
+        self._publish = publish
+        self._make_timers = make_timers
+        self._clock = clock
+        self._sequence = 0
+        self._event_lock = threading.Lock()
+        self._finished: queue.Queue[tuple[str, CellResult]] = queue.Queue()
+        self._running: dict[str, tuple[CellDriver, str]] = {}
+        self._results: dict[str, CellResult] = {}
+        self._cancel_reason: str | None = None
+        self._lock = threading.Lock()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def emit(self, kind: RunEventKind, **fields: object) -> None:
+        with self._event_lock:
+            self._sequence += 1
+            event = RunEvent(run_id=self.run_id, sequence=self._sequence, at=self._clock(), kind=kind, **fields)  # type: ignore[arg-type]
+            self._publish(event)
+
+    def _cell_changed(self, cell_id: str, host: str) -> Callable[[CellContext, CellContext, CellEvent], None]:
+        def listener(before: CellContext, after: CellContext, cause: CellEvent) -> None:
+            changed = before.state is not after.state or before.phase != after.phase
+            self.emit(
+                RunEventKind.CELL_CHANGED if changed else RunEventKind.CELL_NOTE,
+                cell_id=cell_id,
+                state=after.state,
+                previous_state=before.state,
+                phase=after.phase,
+                cause=type(cause).__name__,
+                outcome=after.outcome,
+                detail=after.reason if after.outcome else _describe(cause),
+                host=host,
+            )
+
+        return listener
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> list[CellResult]:
+        self.emit(RunEventKind.RUN_STARTED, detail=f"{len(self.plan.cells)} cell(s)")
+        pending = list(self.plan.cells)
+        while pending or self._running:
+            if self._cancel_reason is not None:
+                for cell in pending:
+                    self._record(cell.cell_id, self._canceled(cell, self._cancel_reason))
+                pending = []
+            else:
+                pending = self._start_what_fits(pending)
+            if not self._running:
+                if pending:
+                    for cell in pending:
+                        self._record(cell.cell_id, self._unplaceable(cell))
+                    pending = []
+                continue
+            try:
+                cell_id, result = self._finished.get()
+            except KeyboardInterrupt:
+                self.cancel("interrupted by the user")
+                continue
+            with self._lock:
+                self._running.pop(cell_id, None)
+            self._record(cell_id, result)
+            if self.plan.fail_fast and result.outcome in CANDIDATE_FAILURES:
+                self.cancel(f"fail-fast: {cell_id} ended {result.outcome}")
+        results = [self._results[cell.cell_id] for cell in self.plan.cells]
+        verdict = self.verdict(results)
+        self.emit(RunEventKind.RUN_FINISHED, verdict=verdict.verdict, detail=verdict.summary)
+        return results
+
+    @staticmethod
+    def verdict(results: Sequence[CellResult]) -> Verdict:
+        return decide((result.cell_id, result.outcome) for result in results)
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            if self._cancel_reason is None:
+                self._cancel_reason = reason
+            running = [driver for driver, _ in self._running.values()]
+        for driver in running:
+            driver.cancel(reason)
+
+    def _capacities(self) -> list[HostCapacity]:
+        with self._lock:
+            busy = [host for _, host in self._running.values()]
+        return [
+            HostCapacity(
+                name=name,
+                max_cells=host.max_cells(),
+                running=busy.count(name),
+                memory_free_mib=host.free_memory_mib(),
+            )
+            for name, host in self._hosts.items()
+        ]
+
+    def _start_what_fits(self, pending: list[CellPlan]) -> list[CellPlan]:
+        demands = [Demand(cell.cell_id, cell.resources.memory_mib) for cell in pending]
+        placements = assign(demands, self._capacities())
+        for cell in pending:
+            if cell.cell_id in placements:
+                self._start(cell, placements[cell.cell_id])
+        return [cell for cell in pending if cell.cell_id not in placements]
+
+    def _start(self, cell: CellPlan, host_name: str) -> None:
+        host = self._hosts[host_name]
+        driver = CellDriver(cell, host.make_ports, self._make_timers(), self._cell_changed(cell.cell_id, host_name))
+        with self._lock:
+            self._running[cell.cell_id] = (driver, host_name)
+
+        def work() -> None:
+            self._finished.put((cell.cell_id, driver.run()))
+
+        threading.Thread(target=work, name=f"cell-{cell.cell_id}", daemon=True).start()
+
+    def _record(self, cell_id: str, result: CellResult) -> None:
+        self._results[cell_id] = result
+
+    def _canceled(self, cell: CellPlan, reason: str) -> CellResult:
+        self.emit(
+            RunEventKind.CELL_CHANGED,
+            cell_id=cell.cell_id,
+            state=CellState.DONE,
+            previous_state=CellState.PENDING,
+            phase=str(CellOutcome.CANCELED),
+            outcome=CellOutcome.CANCELED,
+            detail=reason,
+        )
+        return CellResult(cell.cell_id, cell.image.name, cell.image.kernel, None, CellOutcome.CANCELED, reason)
+
+    def _unplaceable(self, cell: CellPlan) -> CellResult:
+        reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB"
+        self.emit(
+            RunEventKind.CELL_CHANGED,
+            cell_id=cell.cell_id,
+            state=CellState.DONE,
+            previous_state=CellState.PENDING,
+            phase=str(CellOutcome.INFRA_ERROR),
+            outcome=CellOutcome.INFRA_ERROR,
+            detail=reason,
+        )
+        return CellResult(cell.cell_id, cell.image.name, cell.image.kernel, None, CellOutcome.INFRA_ERROR, reason)
+
+
+def _describe(event: CellEvent) -> str:
+    fields = getattr(event, "__dict__", {})
+    return ", ".join(f"{key}={value}" for key, value in fields.items())

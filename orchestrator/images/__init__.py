@@ -1,0 +1,1 @@
+"""Golden images: definitions (images/*/*.yaml), their builders, and the catalog of built ones."""

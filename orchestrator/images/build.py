@@ -1,0 +1,146 @@
+"""Build golden images from their definitions, skipping any whose digest is already in the catalog."""
+
+import fcntl
+import hashlib
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.errors import ConfigurationError, InfrastructureError
+from orchestrator.images.catalog import ImageCatalog, ImageRecord
+from orchestrator.images.debian_builder import build_debian_image
+from orchestrator.images.definition import DebianImage, InitramfsImage, definition_digest
+from orchestrator.images.initramfs_builder import BUSYBOX, build_initramfs_image
+
+Progress = Callable[[str], None]
+Definition = DebianImage | InitramfsImage
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What happened to one image."""
+
+    record: ImageRecord
+    built: bool  # False when the catalog already had this digest
+    seconds: float
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """One builder at a time per image directory (two runs of 'make test' may start together)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ordered(definitions: Mapping[str, Definition], names: list[str] | None) -> list[Definition]:
+    wanted = list(definitions) if names is None else names
+    unknown = [name for name in wanted if name not in definitions]
+    if unknown:
+        raise ConfigurationError(f"unknown image(s): {', '.join(unknown)} (defined: {', '.join(sorted(definitions))})")
+    selected: list[Definition] = []
+    for name in wanted:
+        definition = definitions[name]
+        if isinstance(definition, InitramfsImage):
+            source = definitions.get(definition.kernel_from)
+            if not isinstance(source, DebianImage):
+                raise ConfigurationError(
+                    f"image {name}: kernel_from {definition.kernel_from!r} is not a defined debian image"
+                )
+            if source not in selected:
+                selected.append(source)
+        if definition not in selected:
+            selected.append(definition)
+    return sorted(selected, key=lambda item: isinstance(item, InitramfsImage))
+
+
+def _digest(definition: Definition, catalog: Mapping[str, ImageRecord]) -> str:
+    if isinstance(definition, DebianImage):
+        return definition_digest(definition)
+    busybox = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest() if BUSYBOX.exists() else "missing"
+    return definition_digest(definition, {"kernel": catalog[definition.kernel_from].digest, "busybox": busybox})
+
+
+def build_images(
+    definitions: Mapping[str, Definition],
+    images_dir: Path,
+    mirror: str,
+    progress: Progress,
+    names: list[str] | None = None,
+) -> list[BuildResult]:
+    """Build what is missing or changed; each image appears in the catalog only once complete."""
+    catalog = ImageCatalog(images_dir)
+    results = []
+    with _exclusive(images_dir / ".build.lock"):
+        for definition in _ordered(definitions, names):
+            started = time.monotonic()
+            records = catalog.usable()
+            digest = _digest(definition, records)
+            current = records.get(definition.name)
+            if current is not None and current.digest == digest:
+                results.append(BuildResult(current, built=False, seconds=0.0))
+                continue
+            progress(f"building image {definition.name} ({digest[:12]})")
+            record = _build_one(definition, digest, images_dir, mirror, records, progress)
+            catalog.put(record)
+            elapsed = time.monotonic() - started
+            progress(f"image {definition.name} ready in {elapsed:.0f}s")
+            results.append(BuildResult(record, built=True, seconds=elapsed))
+    return results
+
+
+def _build_one(
+    definition: Definition,
+    digest: str,
+    images_dir: Path,
+    mirror: str,
+    records: Mapping[str, ImageRecord],
+    progress: Progress,
+) -> ImageRecord:
+    final = images_dir / f"{definition.name}-{digest[:12]}"
+    staging = images_dir / f".staging-{definition.name}-{digest[:12]}"
+    work = images_dir / ".cache" / f"work-{definition.name}"
+    for stale in (staging, work):
+        if stale.exists():
+            shutil.rmtree(stale)
+    work.mkdir(parents=True)
+    try:
+        if isinstance(definition, DebianImage):
+            build_debian_image(definition, mirror, work, staging, progress)
+            kernel = definition.kernel
+        else:
+            source = records[definition.kernel_from]
+            build_initramfs_image(definition, source, staging)
+            kernel = source.kernel
+        if final.exists():
+            shutil.rmtree(final)
+        staging.rename(final)
+    except InfrastructureError as exc:
+        raise InfrastructureError(f"building image {definition.name} failed (log: {work}/build.log): {exc}") from exc
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    shutil.rmtree(work, ignore_errors=True)
+    final.chmod(0o755)
+    return ImageRecord(
+        name=definition.name,
+        kind=definition.kind,
+        os_family=definition.os_family,
+        os_version=definition.os_version,
+        kernel=kernel,
+        digest=digest,
+        directory=final,
+        disk=final / "disk.qcow2",
+        kernel_image=final / "vmlinuz",
+        initrd=final / "initrd.img",
+        kernel_cmdline=definition.kernel_cmdline,
+        built_at=time.time(),
+        disk_bytes=(final / "disk.qcow2").stat().st_size,
+    )

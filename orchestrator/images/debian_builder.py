@@ -1,0 +1,158 @@
+"""Debian golden images without loop mounts: debootstrap → customize → kernel → mke2fs -d → qcow2.
+
+The base root filesystem (debootstrap of the suite with the packages) is shared by every kernel
+variant and cached by its own digest; each image then gets its kernel ABI installed from
+Debian's packages, which builds the initramfs with the modules the testbed needs.
+"""
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from orchestrator.adapters.process import run_tool
+from orchestrator.errors import InfrastructureError
+from orchestrator.images.definition import BUILDER_REVISION, DebianImage
+
+Progress = Callable[[str], None]
+
+# Modules the initramfs must carry: the root disk, and pvpanic so that even an early panic
+# reaches the hypervisor (without it libvirt never hears of the crash).
+_INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4", "pvpanic_mmio")
+
+_NETWORK_UNIT = """[Match]
+Name=eth* en*
+
+[Network]
+DHCP=ipv4
+LinkLocalAddressing=no
+"""
+
+_CRASH_SYSCTL = """# Endpoint Testbed: every oops becomes a panic the hypervisor sees; never reboot on panic,
+# so the crashed guest stays preserved for evidence.
+kernel.panic_on_oops = 1
+kernel.panic = 0
+kernel.unknown_nmi_panic = 1
+"""
+
+# Units that only cost boot time in a throw-away test guest.
+_MASKED_UNITS = (
+    "systemd-networkd-wait-online.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "man-db.timer",
+)
+
+
+def base_digest(definition: DebianImage, mirror: str) -> str:
+    key = {"suite": definition.suite, "packages": sorted(definition.packages), "mirror": mirror}
+    canonical = json.dumps({"base": key, "builder": BUILDER_REVISION}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def ensure_base_rootfs(definition: DebianImage, mirror: str, cache_dir: Path, progress: Progress) -> Path:
+    """debootstrap once per (suite, packages, mirror); later images copy the result."""
+    base = cache_dir / f"base-{definition.suite}-{base_digest(definition, mirror)[:16]}"
+    done = base / ".complete"
+    if done.exists():
+        return base / "rootfs"
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    progress(f"debootstrap {definition.suite} ({len(definition.packages)} packages, about a minute)")
+    run_tool(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(sorted(definition.packages))}",
+            definition.suite,
+            base / "rootfs",
+            mirror,
+        ],
+        log=base / "debootstrap.log",
+    )
+    done.touch()
+    return base / "rootfs"
+
+
+def _write(root: Path, relative: str, text: str) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def customize(root: Path, definition: DebianImage, log: Path) -> None:
+    """What every testbed guest needs: console, network, crash reporting, a clean identity."""
+    _write(root, "etc/hostname", f"{definition.name}\n")
+    _write(root, "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {definition.name}\n")
+    _write(root, "etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    _write(root, "etc/systemd/network/80-testbed-dhcp.network", _NETWORK_UNIT)
+    _write(root, "etc/modules-load.d/testbed-pvpanic.conf", "pvpanic_mmio\n")
+    _write(root, "etc/sysctl.d/90-testbed-crash.conf", _CRASH_SYSCTL)
+    _write(root, "etc/initramfs-tools/modules", "".join(f"{name}\n" for name in _INITRAMFS_MODULES))
+    conf = root / "etc/initramfs-tools/initramfs.conf"
+    conf.write_text(conf.read_text().replace("MODULES=most", "MODULES=list"))
+    # An empty machine-id makes every clone generate its own on first boot.
+    _write(root, "etc/machine-id", "")
+    run_tool(["chroot", root, "systemctl", "enable", "systemd-networkd", "ssh", "--quiet"], log=log)
+    run_tool(["chroot", root, "systemctl", "mask", "--quiet", *_MASKED_UNITS], log=log)
+
+
+def install_kernel(root: Path, kernel: str, debs_dir: Path, log: Path) -> None:
+    """Install one Debian kernel ABI; its postinst builds the initramfs with our module list."""
+    package = f"linux-image-{kernel}"
+    debs_dir.mkdir(parents=True, exist_ok=True)
+    found = sorted(debs_dir.glob(f"{package}_*.deb"))
+    if not found:
+        # apt-get download writes into the current directory: one directory per cache.
+        run_tool(["apt-get", "download", "-q", package], cwd=debs_dir, log=log)
+        found = sorted(debs_dir.glob(f"{package}_*.deb"))
+    if not found:
+        raise InfrastructureError(f"{package} could not be downloaded: is it in the apt sources?")
+    target = root / "tmp" / found[-1].name
+    shutil.copy2(found[-1], target)
+    try:
+        run_tool(["chroot", root, "dpkg", "-i", f"/tmp/{target.name}"], log=log)
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def _shrink(root: Path) -> None:
+    for relative in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/cache/apt/archives", "var/lib/apt/lists"):
+        path = root / relative
+        if path.exists():
+            shutil.rmtree(path)
+            path.mkdir()
+    for stale in ("initrd.img.old", "vmlinuz.old"):
+        (root / stale).unlink(missing_ok=True)
+
+
+def build_debian_image(
+    definition: DebianImage, mirror: str, work_dir: Path, out_dir: Path, progress: Progress
+) -> None:
+    """Build into ``out_dir``: disk.qcow2, vmlinuz, initrd.img (out_dir must not exist yet)."""
+    cache_dir = work_dir.parent
+    base = ensure_base_rootfs(definition, mirror, cache_dir, progress)
+    root = work_dir / "rootfs"
+    log = work_dir / "build.log"
+    progress(f"copying the base root filesystem for {definition.name}")
+    run_tool(["cp", "-a", "--reflink=auto", base, root])
+    customize(root, definition, log)
+    progress(f"installing kernel {definition.kernel} and its initramfs")
+    install_kernel(root, definition.kernel, cache_dir / "debs", log)
+    kernel_image = root / "boot" / f"vmlinuz-{definition.kernel}"
+    initrd = root / "boot" / f"initrd.img-{definition.kernel}"
+    if not (kernel_image.is_file() and initrd.is_file()):
+        raise InfrastructureError(f"kernel {definition.kernel} installed no vmlinuz/initrd in /boot")
+    _shrink(root)
+    out_dir.mkdir(parents=True)
+    shutil.copy2(kernel_image, out_dir / "vmlinuz")
+    shutil.copy2(initrd, out_dir / "initrd.img")
+    progress(f"making the ext4 file system ({definition.disk_size_mib} MiB) and the qcow2 image")
+    raw = work_dir / "disk.raw"
+    run_tool(["mke2fs", "-q", "-t", "ext4", "-L", "root", "-d", root, raw, f"{definition.disk_size_mib}M"], log=log)
+    run_tool(["qemu-img", "convert", "-O", "qcow2", raw, out_dir / "disk.qcow2"], log=log)
+    raw.unlink()
