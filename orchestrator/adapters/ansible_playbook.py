@@ -8,6 +8,7 @@ task named ``candidate: ...`` is the candidate's, any other failed task is the t
 import json
 import os
 import sys
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,7 +107,23 @@ def run_playbook(
     """Run to completion (or timeout, or cancel) and classify the result."""
     private_data_dir.mkdir(parents=True, exist_ok=True)
     recorder = _EventRecorder(events_log)
-    runner = ansible_runner.run(
+    # ssh control sockets must fit in 108 bytes: a deep private_data_dir would not.
+    with tempfile.TemporaryDirectory(prefix="tb-ssh-") as control_dir:
+        runner = _run(playbook, private_data_dir, target, extravars, recorder, timeout_s, cancel, Path(control_dir))
+    return _classify(runner, recorder, timeout_s)
+
+
+def _run(
+    playbook: Path,
+    private_data_dir: Path,
+    target: SshTarget,
+    extravars: dict[str, Any],
+    recorder: "_EventRecorder",
+    timeout_s: float,
+    cancel: threading.Event,
+    control_dir: Path,
+) -> Any:
+    return ansible_runner.run(
         private_data_dir=str(private_data_dir),
         playbook=str(playbook),
         inventory=inventory_for(target),
@@ -114,9 +131,11 @@ def run_playbook(
         envvars={
             "ANSIBLE_HOST_KEY_CHECKING": "False",
             "ANSIBLE_LOCAL_TEMP": str(private_data_dir / "tmp"),
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(private_data_dir / "cp"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            # Guests under TCG start Python slowly: send modules down the open connection.
+            "ANSIBLE_PIPELINING": "True",
             # ansible-playbook lives beside this interpreter, whether or not the venv is activated.
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         },
@@ -125,6 +144,9 @@ def run_playbook(
         timeout=max(1, int(timeout_s)),
         quiet=True,
     )
+
+
+def _classify(runner: Any, recorder: "_EventRecorder", timeout_s: float) -> PlaybookResult:
     status = str(runner.status)
     if status == "successful":
         return PlaybookResult(ok=True, status=status)

@@ -74,6 +74,7 @@ class LibvirtHost:
         self.name = config.name
         self.events = DomainEventHub()
         self._connection: libvirt.virConnect | None = None
+        self._pool: libvirt.virStoragePool | None = None
         self._lock = threading.Lock()
 
     # -- connection -------------------------------------------------------------------------
@@ -97,6 +98,7 @@ class LibvirtHost:
             except libvirt.libvirtError:
                 pass  # closing a broken connection has nothing left to clean up
             self._connection = None
+            self._pool = None
 
     @property
     def connection(self) -> libvirt.virConnect:
@@ -154,7 +156,13 @@ class LibvirtHost:
                 raise InfrastructureError(f"host {self.name}: guest network {name}: {exc}") from exc
 
     def ensure_pool(self, path: Path) -> libvirt.virStoragePool:
+        """Define, start and refresh the overlay pool once per connection.
+
+        Refreshing again later would race volume creation ("asynchronous jobs running").
+        """
         with self._lock:
+            if self._pool is not None:
+                return self._pool
             try:
                 try:
                     pool = self.connection.storagePoolLookupByName(POOL_NAME)
@@ -166,6 +174,7 @@ class LibvirtHost:
                 pool.refresh(0)
             except libvirt.libvirtError as exc:
                 raise InfrastructureError(f"host {self.name}: storage pool at {path}: {exc}") from exc
+            self._pool = pool
             return pool
 
     def create_overlay(self, pool_path: Path, name: str, backing: Path) -> Path:

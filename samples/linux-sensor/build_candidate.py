@@ -26,8 +26,6 @@ build host -- only inside disposable guest VMs.
 Stdlib only; ``main(argv)`` is importable.
 """
 
-from __future__ import annotations
-
 import argparse
 import gzip
 import hashlib
@@ -241,7 +239,10 @@ def build_candidate(out_dir: Path, kernels: Sequence[str], content: str = "good"
                 f"kernel headers for {krel} not found: {headers} is missing "
                 f"(install linux-headers-{krel})")
 
-    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_MTIME))
+    try:
+        mtime = int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_MTIME))
+    except ValueError as exc:
+        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {exc}") from exc
     top = PACKAGE_NAME
     files: dict[str, tuple[bytes, int]] = {
         f"{top}/VERSION": (f"{version}\n".encode(), 0o644),

@@ -51,8 +51,6 @@ or from the command line::
                            [--rules 12] [--zero-filled]
 """
 
-from __future__ import annotations
-
 import argparse
 import hashlib
 import struct

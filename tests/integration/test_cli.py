@@ -1,0 +1,115 @@
+"""The ``testbed`` command as CI and QA engineers call it: exit codes, messages, JSON, JUnit."""
+
+import json
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import Settings
+from orchestrator.images.catalog import ImageRecord
+from tests.integration.conftest import testbed_leftovers
+
+pytestmark = pytest.mark.integration
+
+TESTBED = str(Path(sys.executable).parent / "testbed")
+
+
+def testbed(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TESTBED, *arguments], capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.fixture
+def matrix_file(tmp_path: Path, images: dict[str, ImageRecord]) -> Path:
+    del images
+    path = tmp_path / "matrix.yaml"
+    path.write_text("name: cli\nimages: [debian12-kernel-n]\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("matrix_text", "expected"),
+    [
+        ("name: x\nimages: [debian12-kernel-n\n", "not valid YAML"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("name: x\nimages: [no-such-image]\n", "images[0]: unknown image 'no-such-image'"),
+        ("name: x\nimages: [debian12-kernel-n]\nreboots: -1\n", "reboots: Input should be greater than or equal to 0"),
+        ("name: x\nimages: [debian12-kernel-n]\nreboot: 2\n", "reboot: Extra inputs are not permitted"),
+        ("name: x\nimages: [debian12-kernel-n]\ncoinstalled: [[dlp]]\n", "coinstalled[0][0]: unknown product 'dlp'"),
+    ],
+)
+def test_bad_matrix_exits_3_naming_the_field_and_starts_nothing(
+    tmp_path: Path, settings: Settings, images: dict[str, ImageRecord], sample_candidates: dict[str, Path],
+    matrix_text: str, expected: str,
+) -> None:
+    del images
+    matrix = tmp_path / "bad.yaml"
+    matrix.write_text(matrix_text)
+    runs_before = set(settings.runs_dir.glob("*")) if settings.runs_dir.exists() else set()
+
+    completed = testbed("gate", "--matrix", str(matrix), "--candidate", str(sample_candidates["good"]))
+
+    assert completed.returncode == 3, completed.stderr
+    assert expected in " ".join(completed.stderr.split()), completed.stderr
+    runs_after = set(settings.runs_dir.glob("*")) if settings.runs_dir.exists() else set()
+    assert runs_after == runs_before  # nothing was started, not even a run directory
+
+
+def test_candidate_whose_file_changed_after_pinning_exits_3(
+    tmp_path: Path, matrix_file: Path, sample_candidates: dict[str, Path]
+) -> None:
+    tampered = tmp_path / "tampered"
+    shutil.copytree(sample_candidates["good"], tampered)
+    content = next((tampered / "content").iterdir())
+    content.write_bytes(content.read_bytes()[:-1] + b"\x00")
+
+    completed = testbed("gate", "--matrix", str(matrix_file), "--candidate", str(tampered))
+
+    assert completed.returncode == 3
+    message = " ".join(completed.stderr.split())
+    assert "artifacts[1].sha256" in message and "the manifest pins" in message
+
+
+def test_missing_candidate_file_exits_3(tmp_path: Path, matrix_file: Path, sample_candidates: dict[str, Path]) -> None:
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(sample_candidates["good"], incomplete)
+    next(incomplete.glob("*.tar.gz")).unlink()
+
+    completed = testbed("gate", "--matrix", str(matrix_file), "--candidate", str(incomplete))
+
+    assert completed.returncode == 3
+    assert "artifacts[0].path: file not found" in " ".join(completed.stderr.split())
+
+
+def test_dry_run_prints_the_validated_plan(matrix_file: Path, sample_candidates: dict[str, Path]) -> None:
+    completed = testbed("gate", "--matrix", str(matrix_file), "--candidate", str(sample_candidates["good"]), "--dry-run", "--json")
+
+    assert completed.returncode == 0, completed.stderr
+    plan = json.loads(completed.stdout)
+    assert [cell["cell_id"] for cell in plan["cells"]] == ["debian12-kernel-n"]
+    assert plan["cells"][0]["steps"] == [{"kind": "candidate", "name": "candidate"}]
+
+
+def test_gate_json_and_junit_for_a_hung_control_guest(
+    tmp_path: Path, settings: Settings, images: dict[str, ImageRecord], sample_candidates: dict[str, Path]
+) -> None:
+    del images
+    matrix = tmp_path / "hang.yaml"
+    matrix.write_text("name: cli-hang\nimages: [control-hang]\ntimeouts: {ready: 20, stability: 5}\n")
+    junit = tmp_path / "report.xml"
+
+    completed = testbed(
+        "gate", "--matrix", str(matrix), "--candidate", str(sample_candidates["good"]), "--json", "--junit", str(junit)
+    )
+
+    assert completed.returncode == 1, completed.stderr  # a hang is the candidate's failure
+    result = json.loads(completed.stdout)
+    assert result["verdict"] == "failed"
+    assert [cell["outcome"] for cell in result["cells"]] == ["hung"]
+    suite = ET.parse(junit).getroot()
+    assert suite.get("tests") == "1" and suite.get("failures") == "1"
+    assert suite.find("testcase/failure").get("type") == "hung"
+    assert testbed_leftovers(settings, result["run_id"]) == ([], [])
