@@ -72,7 +72,11 @@ class Candidate:
 
     def sensor_package(self, os_family: str) -> Artifact | None:
         return next(
-            (a for a in self.manifest.artifacts if a.kind is ArtifactKind.SENSOR_PACKAGE and a.os_family == os_family),
+            (
+                a
+                for a in self.manifest.artifacts
+                if a.kind is ArtifactKind.SENSOR_PACKAGE and a.os_family == os_family
+            ),
             None,
         )
 
@@ -88,7 +92,9 @@ class Candidate:
             name=self.name,
             version=self.version,
             os_families=frozenset(
-                a.os_family for a in self.manifest.artifacts if a.kind is ArtifactKind.SENSOR_PACKAGE and a.os_family
+                a.os_family
+                for a in self.manifest.artifacts
+                if a.kind is ArtifactKind.SENSOR_PACKAGE and a.os_family
             ),
             artifact_digests={a.name: a.sha256 for a in self.manifest.artifacts},
         )
@@ -124,12 +130,15 @@ def load_candidate(path: Path) -> Candidate:
             problems.append(f"artifacts[{index}].name: {artifact.name!r} is used more than once")
         file = candidate.path_of(artifact)
         if not file.is_relative_to(candidate.root):
-            problems.append(f"artifacts[{index}].path: {artifact.path!r} points outside the candidate directory")
+            problems.append(
+                f"artifacts[{index}].path: {artifact.path!r} points outside the candidate directory"
+            )
         elif not file.is_file():
             problems.append(f"artifacts[{index}].path: file not found: {file}")
         elif (actual := sha256_of(file)) != artifact.sha256:
             problems.append(
-                f"artifacts[{index}].sha256: {artifact.path} has sha256 {actual}, the manifest pins {artifact.sha256}"
+                f"artifacts[{index}].sha256: {artifact.path} has sha256 {actual}, "
+                f"the manifest pins {artifact.sha256}"
             )
     if problems:
         raise ConfigurationError(f"candidate: {manifest_path}:\n" + "\n".join(f"  {p}" for p in problems))

@@ -22,12 +22,18 @@ def junit_xml(result: RunResult) -> str:
     properties = ET.SubElement(suite, "properties")
     ET.SubElement(properties, "property", name="run_id", value=result.run_id)
     ET.SubElement(properties, "property", name="verdict", value=str(result.verdict))
-    ET.SubElement(properties, "property", name="candidate", value=f"{result.candidate_name} {result.candidate_version}")
+    ET.SubElement(
+        properties, "property", name="candidate", value=f"{result.candidate_name} {result.candidate_version}"
+    )
     for artifact, digest in sorted(result.artifact_digests.items()):
         ET.SubElement(properties, "property", name=f"sha256:{artifact}", value=digest)
     for cell in result.cells:
         case = ET.SubElement(
-            suite, "testcase", classname=f"{result.matrix_name}.{cell.image}", name=cell.cell_id, time=f"{cell.seconds:.1f}"
+            suite,
+            "testcase",
+            classname=f"{result.matrix_name}.{cell.image}",
+            name=cell.cell_id,
+            time=f"{cell.seconds:.1f}",
         )
         message = cell.crash_title or cell.reason
         body = f"{cell.outcome}: {cell.reason}\nevidence: {cell.evidence_dir or '-'}"

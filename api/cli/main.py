@@ -20,11 +20,13 @@ from api.cli.junit import junit_xml
 from api.cli.progress import RunProgress, print_result
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.matrix import plan_as_yaml
-from orchestrator.core.verdict import EXIT_BAD_INPUT, EXIT_CODES
 from orchestrator.core.outcomes import RunVerdict
+from orchestrator.core.verdict import EXIT_BAD_INPUT, EXIT_CODES
 from orchestrator.errors import ConfigurationError, TestbedError
 
-app = typer.Typer(help="Endpoint Testbed: a pre-release gate for endpoint security sensors.", no_args_is_help=True)
+app = typer.Typer(
+    help="Endpoint Testbed: a pre-release gate for endpoint security sensors.", no_args_is_help=True
+)
 images_app = typer.Typer(help="Golden images: build and list.", no_args_is_help=True)
 app.add_typer(images_app, name="images")
 
@@ -34,7 +36,9 @@ IMAGE_DEFINITION_DIRS = [REPO_ROOT / "images" / "linux", REPO_ROOT / "images" / 
 _state: dict[str, Any] = {"config": None}
 err = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 200)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML settings file (else TESTBED_CONFIG).")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML settings file (else TESTBED_CONFIG).")
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
@@ -72,7 +76,9 @@ def gate(
     candidate: Annotated[Path, typer.Option(help="Candidate directory (or its candidate.yaml).")],
     json_output: JsonOption = False,
     junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report here.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the plan; start nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and print the plan; start nothing.")
+    ] = False,
 ) -> None:
     """Run a matrix against a candidate on the configured libvirt hosts, without a server."""
     from orchestrator.engine.gate import prepare_gate, run_gate  # noqa: PLC0415 - libvirt loads only when used
@@ -81,7 +87,11 @@ def gate(
         settings = _settings()
         prepared = prepare_gate(settings, matrix, candidate)
         if dry_run:
-            sys.stdout.write(json.dumps(prepared.plan.as_dict(), indent=2) + "\n" if json_output else plan_as_yaml(prepared.plan))
+            sys.stdout.write(
+                json.dumps(prepared.plan.as_dict(), indent=2) + "\n"
+                if json_output
+                else plan_as_yaml(prepared.plan)
+            )
             return
         console = _console(stderr=json_output)
         console.print(
@@ -115,7 +125,9 @@ def images_build(
         progress: Callable[[str], None] = lambda message: err.print(  # noqa: E731
             f"[dim]{time.monotonic() - started:6.0f}s[/] {message}", highlight=False
         )
-        results = build_images(definitions, settings.images_dir, settings.debian_mirror, progress, names or None)
+        results = build_images(
+            definitions, settings.images_dir, settings.debian_mirror, progress, names or None
+        )
         built = [r.record.name for r in results if r.built]
         cached = [r.record.name for r in results if not r.built]
         if built:
@@ -132,7 +144,9 @@ def images_list(json_output: JsonOption = False) -> None:
     with _errors_as_exit_codes():
         records = ImageCatalog(_settings().images_dir).records()
     if json_output:
-        sys.stdout.write(json.dumps({n: r.model_dump(mode="json") for n, r in records.items()}, indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps({n: r.model_dump(mode="json") for n, r in records.items()}, indent=2) + "\n"
+        )
         return
     table = Table(title="golden images")
     for column in ("name", "family", "version", "kernel", "digest", "size", "files"):

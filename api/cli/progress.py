@@ -18,7 +18,11 @@ _OUTCOME_STYLE = {
     CellOutcome.INFRA_ERROR: "bold yellow",
     CellOutcome.CANCELED: "dim",
 }
-_VERDICT_STYLE = {RunVerdict.PASSED: "bold green", RunVerdict.FAILED: "bold red", RunVerdict.INCONCLUSIVE: "bold yellow"}
+_VERDICT_STYLE = {
+    RunVerdict.PASSED: "bold green",
+    RunVerdict.FAILED: "bold red",
+    RunVerdict.INCONCLUSIVE: "bold yellow",
+}
 
 
 def outcome_text(outcome: CellOutcome | None) -> Text:
@@ -74,7 +78,9 @@ class RunProgress:
         if self._live is None:
             elapsed = time.monotonic() - self._started
             outcome = f" -> {event.outcome}" if event.outcome else ""
-            self._console.print(f"[{elapsed:7.1f}s] {event.cell_id:<28} {row.state:<12} {row.phase}{outcome}", highlight=False)
+            self._console.print(
+                f"[{elapsed:7.1f}s] {event.cell_id:<28} {row.state:<12} {row.phase}{outcome}", highlight=False
+            )
 
     def table(self) -> Table:
         table = Table(title=f"cells ({time.monotonic() - self._started:.0f}s)", expand=False)
@@ -84,7 +90,9 @@ class RunProgress:
             for cell_id, row in self._rows.items():
                 end = row.finished or time.monotonic()
                 seconds = f"{end - row.started:.0f}s" if row.started else ""
-                table.add_row(cell_id, row.kernel, row.host, row.state, row.phase, outcome_text(row.outcome), seconds)
+                table.add_row(
+                    cell_id, row.kernel, row.host, row.state, row.phase, outcome_text(row.outcome), seconds
+                )
         return table
 
 

@@ -96,6 +96,7 @@ class _EventRecorder:
 
 
 def run_playbook(
+    *,
     playbook: Path,
     private_data_dir: Path,
     target: SshTarget,
@@ -109,11 +110,21 @@ def run_playbook(
     recorder = _EventRecorder(events_log)
     # ssh control sockets must fit in 108 bytes: a deep private_data_dir would not.
     with tempfile.TemporaryDirectory(prefix="tb-ssh-") as control_dir:
-        runner = _run(playbook, private_data_dir, target, extravars, recorder, timeout_s, cancel, Path(control_dir))
+        runner = _run(
+            playbook=playbook,
+            private_data_dir=private_data_dir,
+            target=target,
+            extravars=extravars,
+            recorder=recorder,
+            timeout_s=timeout_s,
+            cancel=cancel,
+            control_dir=Path(control_dir),
+        )
     return _classify(runner, recorder, timeout_s)
 
 
 def _run(
+    *,
     playbook: Path,
     private_data_dir: Path,
     target: SshTarget,
@@ -154,7 +165,11 @@ def _classify(runner: Any, recorder: "_EventRecorder", timeout_s: float) -> Play
         return PlaybookResult(ok=False, status=status, blame=Blame.CANCELED, detail="canceled")
     if recorder.unreachable:
         return PlaybookResult(
-            ok=False, status=status, blame=Blame.INFRASTRUCTURE, detail=recorder.unreachable[0], unreachable=True
+            ok=False,
+            status=status,
+            blame=Blame.INFRASTRUCTURE,
+            detail=recorder.unreachable[0],
+            unreachable=True,
         )
     if status == "timeout":
         return PlaybookResult(
@@ -164,8 +179,15 @@ def _classify(runner: Any, recorder: "_EventRecorder", timeout_s: float) -> Play
         task, description = recorder.failed[0]
         blame = Blame.CANDIDATE if task.startswith(CANDIDATE_TASK_PREFIX) else Blame.INFRASTRUCTURE
         return PlaybookResult(
-            ok=False, status=status, blame=blame, detail=description, failed_tasks=[t for t, _ in recorder.failed]
+            ok=False,
+            status=status,
+            blame=blame,
+            detail=description,
+            failed_tasks=[t for t, _ in recorder.failed],
         )
     return PlaybookResult(
-        ok=False, status=status, blame=Blame.INFRASTRUCTURE, detail=f"ansible-runner ended {status} (rc {runner.rc})"
+        ok=False,
+        status=status,
+        blame=Blame.INFRASTRUCTURE,
+        detail=f"ansible-runner ended {status} (rc {runner.rc})",
     )

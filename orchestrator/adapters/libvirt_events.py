@@ -4,6 +4,7 @@ libvirt delivers lifecycle, reboot and agent events only to a process that regis
 loop implementation *before* opening connections; this module does that once per process.
 """
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,8 +88,12 @@ class DomainEventHub:
 
     def attach(self, connection: libvirt.virConnect) -> None:
         self._callback_ids = [
-            connection.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None),
-            connection.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._on_reboot, None),
+            connection.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+            ),
+            connection.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._on_reboot, None
+            ),
             connection.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent, None
             ),
@@ -96,10 +101,9 @@ class DomainEventHub:
 
     def detach(self, connection: libvirt.virConnect) -> None:
         for callback_id in self._callback_ids:
-            try:
+            # A connection that is already gone took its callbacks with it.
+            with contextlib.suppress(libvirt.libvirtError):
                 connection.domainEventDeregisterAny(callback_id)
-            except libvirt.libvirtError:
-                pass  # the connection is already gone; so are its callbacks
         self._callback_ids = []
 
     def subscribe(self, domain_name: str, listener: DomainListener) -> None:
@@ -116,7 +120,9 @@ class DomainEventHub:
         if listener is not None:
             listener(signal)
 
-    def _on_lifecycle(self, _conn: object, domain: libvirt.virDomain, event: int, detail: int, _opaque: object) -> None:
+    def _on_lifecycle(
+        self, _conn: object, domain: libvirt.virDomain, event: int, detail: int, _opaque: object
+    ) -> None:
         translated = translate_lifecycle(event, detail)
         if translated is not None:
             self._deliver(domain, translated)
@@ -124,6 +130,8 @@ class DomainEventHub:
     def _on_reboot(self, _conn: object, domain: libvirt.virDomain, _opaque: object) -> None:
         self._deliver(domain, DomainReset())
 
-    def _on_agent(self, _conn: object, domain: libvirt.virDomain, state: int, _reason: int, _opaque: object) -> None:
+    def _on_agent(
+        self, _conn: object, domain: libvirt.virDomain, state: int, _reason: int, _opaque: object
+    ) -> None:
         connected = state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED
         self._deliver(domain, AgentSignal(connected))

@@ -5,6 +5,7 @@ see libvirt's exceptions. Overlays are created through libvirt's storage API, so
 works for a remote ``qemu+ssh://`` host as for this machine.
 """
 
+import contextlib
 import ipaddress
 import json
 import threading
@@ -86,17 +87,18 @@ class LibvirtHost:
             if not self.config.is_local:
                 connection.setKeepAlive(5, 3)
         except libvirt.libvirtError as exc:
-            raise InfrastructureError(f"host {self.name}: cannot connect to {self.config.uri}: {exc}") from exc
+            raise InfrastructureError(
+                f"host {self.name}: cannot connect to {self.config.uri}: {exc}"
+            ) from exc
         self.events.attach(connection)
         self._connection = connection
 
     def close(self) -> None:
         if self._connection is not None:
             self.events.detach(self._connection)
-            try:
+            # Closing a broken connection has nothing left to clean up.
+            with contextlib.suppress(libvirt.libvirtError):
                 self._connection.close()
-            except libvirt.libvirtError:
-                pass  # closing a broken connection has nothing left to clean up
             self._connection = None
             self._pool = None
 
@@ -184,7 +186,9 @@ class LibvirtHost:
             volume = pool.createXML(overlay_xml(name, backing), 0)
             return Path(volume.path())
         except libvirt.libvirtError as exc:
-            raise InfrastructureError(f"host {self.name}: cannot create overlay {name} on {backing}: {exc}") from exc
+            raise InfrastructureError(
+                f"host {self.name}: cannot create overlay {name} on {backing}: {exc}"
+            ) from exc
 
     def delete_overlay(self, pool_path: Path, name: str) -> None:
         pool = self.ensure_pool(pool_path)
@@ -215,7 +219,9 @@ class LibvirtHost:
         try:
             domain.create()
         except libvirt.libvirtError as exc:
-            raise InfrastructureError(f"host {self.name}: domain {domain.name()} did not start: {exc}") from exc
+            raise InfrastructureError(
+                f"host {self.name}: domain {domain.name()} did not start: {exc}"
+            ) from exc
 
     def _domain(self, name: str) -> libvirt.virDomain | None:
         try:
@@ -270,7 +276,9 @@ class LibvirtHost:
         try:
             domain.reboot(libvirt.VIR_DOMAIN_REBOOT_GUEST_AGENT)
         except libvirt.libvirtError as exc:
-            raise InfrastructureError(f"host {self.name}: reboot of {name} through the agent failed: {exc}") from exc
+            raise InfrastructureError(
+                f"host {self.name}: reboot of {name} through the agent failed: {exc}"
+            ) from exc
 
     def _require(self, name: str) -> libvirt.virDomain:
         domain = self._domain(name)
@@ -280,7 +288,9 @@ class LibvirtHost:
 
     # -- guest agent ------------------------------------------------------------------------
 
-    def agent_command(self, name: str, command: str, arguments: dict[str, Any] | None = None, timeout: int = 5) -> Any:
+    def agent_command(
+        self, name: str, command: str, arguments: dict[str, Any] | None = None, timeout: int = 5
+    ) -> Any:
         """One guest-agent command; raises ``InfrastructureError`` when the agent does not answer."""
         domain = self._require(name)
         request = json.dumps({"execute": command, **({"arguments": arguments} if arguments else {})})

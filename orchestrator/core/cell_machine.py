@@ -137,6 +137,7 @@ def _pending(context: CellContext, event: CellEvent) -> Transition:
 
 
 def _running(context: CellContext, event: CellEvent) -> Transition:
+    """Events that end or disturb a cell whatever it is doing, then the ones each state expects."""
     match event:
         case DomainCrashed(detail=detail):
             return _finish(context, CellOutcome.CRASHED, f"the hypervisor reported a guest crash ({detail})")
@@ -150,31 +151,43 @@ def _running(context: CellContext, event: CellEvent) -> Transition:
             return _finish(context, CellOutcome.INFRA_ERROR, detail)
         case CancelRequested(reason=reason):
             return _finish(context, CellOutcome.CANCELED, reason)
+    return _expected(context, event)
+
+
+def _expected(context: CellContext, event: CellEvent) -> Transition:
     match context.state, event:
         case CellState.PROVISIONING, Provisioned():
             return _await_boot(context, arm_deadline=True)
         case CellState.BOOTING, GuestAnswered(boot_mark=mark) if mark != context.boot_mark:
             return _on_answer(context, mark)
         case CellState.BOOTING, TimerFired(timer=Timer.READY):
-            if context.unexpected_resets:
-                return _finish(
-                    context,
-                    CellOutcome.BOOT_LOOP,
-                    f"reset {context.unexpected_resets} time(s) on its own and never became ready "
-                    f"within {context.timeouts.ready_s:g}s",
-                )
-            return _finish(
-                context,
-                CellOutcome.HUNG,
-                f"boot {context.boot + 1} did not become ready within {context.timeouts.ready_s:g}s",
-            )
+            return _on_ready_deadline(context)
         case CellState.STABILIZING, TimerFired(timer=Timer.STABILITY):
             return _after_stable(context)
         case CellState.INSTALLING, StepFinished() if event.step == context.current_step:
             return _after_step(context, event)
         case CellState.INSTALLING, GuestSilent(detail=detail):
-            return _finish(context, CellOutcome.HUNG, f"the guest stopped answering during {context.current_step}: {detail}")
+            return _finish(
+                context,
+                CellOutcome.HUNG,
+                f"the guest stopped answering during {context.current_step}: {detail}",
+            )
     return Transition(context)
+
+
+def _on_ready_deadline(context: CellContext) -> Transition:
+    if context.unexpected_resets:
+        return _finish(
+            context,
+            CellOutcome.BOOT_LOOP,
+            f"reset {context.unexpected_resets} time(s) on its own and never became ready "
+            f"within {context.timeouts.ready_s:g}s",
+        )
+    return _finish(
+        context,
+        CellOutcome.HUNG,
+        f"boot {context.boot + 1} did not become ready within {context.timeouts.ready_s:g}s",
+    )
 
 
 def _await_boot(context: CellContext, *, arm_deadline: bool) -> Transition:

@@ -17,7 +17,9 @@ _BOOT_BANNER = re.compile(r"Linux version \d+\.\d+")
 _PANIC = re.compile(r"Kernel panic - not syncing: (?P<why>.*)")
 _END_MARKER = re.compile(r"---\[ end (?:Kernel panic|trace)")
 _KERNEL_RIP = re.compile(r"RIP: 0010:(?P<frame>\S+)(?:\s+\[(?P<module>[\w-]+)\])?")
-_FRAME = re.compile(r"^\s*(?P<function>[A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(?P<module>[\w-]+)\])?\s*$")
+_FRAME = re.compile(
+    r"^\s*(?P<function>[A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+(?:\s+\[(?P<module>[\w-]+)\])?\s*$"
+)
 _MODULES_LINKED = re.compile(r"Modules linked in:(?P<modules>.*)")
 _TAINTED = re.compile(r"Tainted: (?P<flags>[A-Z ]+?)\s+\d")
 
@@ -137,7 +139,11 @@ def parse_console(text: str, max_excerpt_lines: int = 120) -> CrashReport | None
     first = start if start is not None else panic_at
     assert first is not None
     end = next(
-        (i + 1 for i in range(max(first, panic_at or first), len(stripped)) if _END_MARKER.search(stripped[i])),
+        (
+            i + 1
+            for i in range(max(first, panic_at or first), len(stripped))
+            if _END_MARKER.search(stripped[i])
+        ),
         len(stripped),
     )
     report = stripped[first:end]

@@ -47,6 +47,10 @@ class CellSelector(BaseModel):
     coinstalled: list[str] | None = None
 
 
+def _no_coinstalled_products() -> list[list[str]]:
+    return [[]]
+
+
 class MatrixSpec(BaseModel):
     """A matrix file: which guests to boot the candidate on, and how hard to test each one."""
 
@@ -55,13 +59,13 @@ class MatrixSpec(BaseModel):
     name: str = Field(pattern=_NAME_PATTERN)
     images: list[str] = Field(min_length=1)
     coinstalled: list[list[str]] = Field(
-        default_factory=lambda: [[]],
+        default_factory=_no_coinstalled_products,
         description="each entry is one set of products installed before the candidate; [] is none",
     )
     reboots: int = Field(2, ge=0, le=20)
     boot_loop_after: int = Field(3, ge=1, le=50, description="resets without readiness that make a loop")
-    timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)  # type: ignore[arg-type]
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)  # type: ignore[arg-type]
+    timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     fail_fast: bool = False
     include: list[CellSelector] = Field(default_factory=list)
     exclude: list[CellSelector] = Field(default_factory=list)

@@ -36,7 +36,9 @@ class RunEvent:
     host: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: (str(value) if isinstance(value, StrEnum) else value) for key, value in asdict(self).items()}
+        return {
+            key: (str(value) if isinstance(value, StrEnum) else value) for key, value in asdict(self).items()
+        }
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,13 @@ def decide(outcomes: Iterable[tuple[str, CellOutcome | None]]) -> Verdict:
     """
     outcomes = list(outcomes)
     failed = [cell for cell, outcome in outcomes if outcome in CANDIDATE_FAILURES]
-    unanswered = [cell for cell, outcome in outcomes if outcome not in CANDIDATE_FAILURES | {CellOutcome.PASSED}]
+    unanswered = [
+        cell for cell, outcome in outcomes if outcome not in CANDIDATE_FAILURES | {CellOutcome.PASSED}
+    ]
     if failed:
-        return Verdict(RunVerdict.FAILED, f"{len(failed)} of {len(outcomes)} cell(s) failed: {', '.join(failed)}")
+        return Verdict(
+            RunVerdict.FAILED, f"{len(failed)} of {len(outcomes)} cell(s) failed: {', '.join(failed)}"
+        )
     if not outcomes:
         return Verdict(RunVerdict.INCONCLUSIVE, "no cell ran")
     if unanswered:

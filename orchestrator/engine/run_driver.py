@@ -8,7 +8,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from orchestrator.core.cell_events import CellEvent
 from orchestrator.core.cell_machine import CellContext
@@ -45,6 +45,7 @@ class RunDriver:
         plan: RunPlan,
         hosts: Sequence[CellHost],
         publish: Publish,
+        *,
         make_timers: Callable[[], Timers] = ThreadTimers,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -64,10 +65,12 @@ class RunDriver:
 
     # -- events -----------------------------------------------------------------------------
 
-    def emit(self, kind: RunEventKind, **fields: object) -> None:
+    def emit(self, kind: RunEventKind, **fields: Any) -> None:
         with self._event_lock:
             self._sequence += 1
-            event = RunEvent(run_id=self.run_id, sequence=self._sequence, at=self._clock(), kind=kind, **fields)  # type: ignore[arg-type]
+            event = RunEvent(
+                run_id=self.run_id, sequence=self._sequence, at=self._clock(), kind=kind, **fields
+            )
             self._publish(event)
 
     def _cell_changed(self, cell_id: str, host: str) -> Callable[[CellContext, CellContext, CellEvent], None]:
@@ -155,7 +158,9 @@ class RunDriver:
 
     def _start(self, cell: CellPlan, host_name: str) -> None:
         host = self._hosts[host_name]
-        driver = CellDriver(cell, host.make_ports, self._make_timers(), self._cell_changed(cell.cell_id, host_name))
+        driver = CellDriver(
+            cell, host.make_ports, self._make_timers(), self._cell_changed(cell.cell_id, host_name)
+        )
         with self._lock:
             self._running[cell.cell_id] = (driver, host_name)
 
@@ -177,7 +182,9 @@ class RunDriver:
             outcome=CellOutcome.CANCELED,
             detail=reason,
         )
-        return CellResult(cell.cell_id, cell.image.name, cell.image.kernel, None, CellOutcome.CANCELED, reason)
+        return CellResult(
+            cell.cell_id, cell.image.name, cell.image.kernel, None, CellOutcome.CANCELED, reason
+        )
 
     def _unplaceable(self, cell: CellPlan) -> CellResult:
         reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB"
@@ -190,7 +197,9 @@ class RunDriver:
             outcome=CellOutcome.INFRA_ERROR,
             detail=reason,
         )
-        return CellResult(cell.cell_id, cell.image.name, cell.image.kernel, None, CellOutcome.INFRA_ERROR, reason)
+        return CellResult(
+            cell.cell_id, cell.image.name, cell.image.kernel, None, CellOutcome.INFRA_ERROR, reason
+        )
 
 
 def _describe(event: CellEvent) -> str:

@@ -24,14 +24,16 @@ from orchestrator.errors import InfrastructureError, TestbedError
 from orchestrator.guests.linux_probe import GuestEndpoint, LinuxReadinessProbe
 from orchestrator.guests.run_context import RunContext
 
-STAGE_DIR = "/var/tmp/testbed-candidate"
+STAGE_DIR = "/var/tmp/testbed-candidate"  # noqa: S108 - a path inside the guest, owned by root
 DOMAIN_LOG_TAIL_LINES = 200
 
 
 class LinuxLibvirtCell:
     """Carries out one Linux cell's commands on one libvirt host."""
 
-    def __init__(self, plan: CellPlan, post: Post, host: LibvirtHost, run: RunContext, domain_type: str) -> None:
+    def __init__(
+        self, plan: CellPlan, post: Post, host: LibvirtHost, run: RunContext, domain_type: str
+    ) -> None:
         self.plan = plan
         self.host_name = host.name
         self._post = post

@@ -27,7 +27,7 @@ class GuestEndpoint:
     address: str
 
 
-class _NotYet(Exception):
+class _NotReadyError(Exception):
     """The guest is up but not ready in every respect; ask again."""
 
 
@@ -36,7 +36,7 @@ def read_banner(address: str, port: int = 22, timeout: float = 3.0) -> str:
         connection.settimeout(timeout)
         banner = connection.recv(256).decode(errors="replace")
     if not banner.startswith("SSH-"):
-        raise _NotYet(f"port {port} answered {banner[:40]!r}, not an SSH banner")
+        raise _NotReadyError(f"port {port} answered {banner[:40]!r}, not an SSH banner")
     return banner.strip()
 
 
@@ -65,7 +65,10 @@ class LinuxReadinessProbe:
         self.stop()
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(stale_mark, on_ready, self._stop), name=f"probe-{self._domain}", daemon=True
+            target=self._run,
+            args=(stale_mark, on_ready, self._stop),
+            name=f"probe-{self._domain}",
+            daemon=True,
         )
         self._thread.start()
 
@@ -80,11 +83,13 @@ class LinuxReadinessProbe:
         """The agent connected: ask now rather than at the next retry."""
         self._wake.set()
 
-    def _run(self, stale_mark: str | None, on_ready: Callable[[GuestEndpoint], None], stop: threading.Event) -> None:
+    def _run(
+        self, stale_mark: str | None, on_ready: Callable[[GuestEndpoint], None], stop: threading.Event
+    ) -> None:
         while not stop.is_set():
             try:
                 endpoint = self.ask(stale_mark)
-            except (InfrastructureError, _NotYet, OSError) as exc:
+            except (InfrastructureError, _NotReadyError, OSError) as exc:
                 self.last_problem = str(exc)
                 self._wake.wait(self._retry_seconds)
                 self._wake.clear()
@@ -98,10 +103,14 @@ class LinuxReadinessProbe:
         self._host.agent_command(self._domain, "guest-ping", timeout=3)
         mark = self._boot_mark()
         if mark == stale_mark:
-            raise _NotYet("the guest still runs the boot from before the reboot")
-        addresses = [a for a in self._host.guest_ipv4_addresses(self._domain) if ipaddress.ip_address(a) in self._network]
+            raise _NotReadyError("the guest still runs the boot from before the reboot")
+        addresses = [
+            a
+            for a in self._host.guest_ipv4_addresses(self._domain)
+            if ipaddress.ip_address(a) in self._network
+        ]
         if not addresses:
-            raise _NotYet(f"no address in {self._network} yet")
+            raise _NotReadyError(f"no address in {self._network} yet")
         self._host.set_authorized_keys(self._domain, "root", [self._public_key])
         read_banner(addresses[0])
         return GuestEndpoint(boot_mark=mark, address=addresses[0])
@@ -114,7 +123,7 @@ class LinuxReadinessProbe:
             status = self._host.agent_command(self._domain, "guest-exec-status", {"pid": started["pid"]})
             if status.get("exited"):
                 if status.get("exitcode") != 0:
-                    raise _NotYet(f"reading the boot id exited with {status.get('exitcode')}")
+                    raise _NotReadyError(f"reading the boot id exited with {status.get('exitcode')}")
                 return base64.b64decode(status.get("out-data", "")).decode().strip()
             time.sleep(0.2)
-        raise _NotYet("reading the boot id did not finish")
+        raise _NotReadyError("reading the boot id did not finish")

@@ -44,7 +44,9 @@ def _ordered(definitions: Mapping[str, Definition], names: list[str] | None) -> 
     wanted = list(definitions) if names is None else names
     unknown = [name for name in wanted if name not in definitions]
     if unknown:
-        raise ConfigurationError(f"unknown image(s): {', '.join(unknown)} (defined: {', '.join(sorted(definitions))})")
+        raise ConfigurationError(
+            f"unknown image(s): {', '.join(unknown)} (defined: {', '.join(sorted(definitions))})"
+        )
     selected: list[Definition] = []
     for name in wanted:
         definition = definitions[name]
@@ -65,7 +67,9 @@ def _digest(definition: Definition, catalog: Mapping[str, ImageRecord]) -> str:
     if isinstance(definition, DebianImage):
         return definition_digest(definition)
     busybox = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest() if BUSYBOX.exists() else "missing"
-    return definition_digest(definition, {"kernel": catalog[definition.kernel_from].digest, "busybox": busybox})
+    return definition_digest(
+        definition, {"kernel": catalog[definition.kernel_from].digest, "busybox": busybox}
+    )
 
 
 def build_images(
@@ -88,7 +92,14 @@ def build_images(
                 results.append(BuildResult(current, built=False, seconds=0.0))
                 continue
             progress(f"building image {definition.name} ({digest[:12]})")
-            record = _build_one(definition, digest, images_dir, mirror, records, progress)
+            record = _build_one(
+                definition,
+                digest=digest,
+                images_dir=images_dir,
+                mirror=mirror,
+                records=records,
+                progress=progress,
+            )
             catalog.put(record)
             elapsed = time.monotonic() - started
             progress(f"image {definition.name} ready in {elapsed:.0f}s")
@@ -98,6 +109,7 @@ def build_images(
 
 def _build_one(
     definition: Definition,
+    *,
     digest: str,
     images_dir: Path,
     mirror: str,
@@ -123,7 +135,9 @@ def _build_one(
             shutil.rmtree(final)
         staging.rename(final)
     except InfrastructureError as exc:
-        raise InfrastructureError(f"building image {definition.name} failed (log: {work}/build.log): {exc}") from exc
+        raise InfrastructureError(
+            f"building image {definition.name} failed (log: {work}/build.log): {exc}"
+        ) from exc
     finally:
         if staging.exists():
             shutil.rmtree(staging)

@@ -115,13 +115,20 @@ def install_kernel(root: Path, kernel: str, debs_dir: Path, log: Path) -> None:
     target = root / "tmp" / found[-1].name
     shutil.copy2(found[-1], target)
     try:
-        run_tool(["chroot", root, "dpkg", "-i", f"/tmp/{target.name}"], log=log)
+        inside = f"/tmp/{target.name}"  # noqa: S108 - a path inside the chroot
+        run_tool(["chroot", root, "dpkg", "-i", inside], log=log)
     finally:
         target.unlink(missing_ok=True)
 
 
 def _shrink(root: Path) -> None:
-    for relative in ("usr/share/doc", "usr/share/man", "usr/share/info", "var/cache/apt/archives", "var/lib/apt/lists"):
+    for relative in (
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+    ):
         path = root / relative
         if path.exists():
             shutil.rmtree(path)
@@ -153,6 +160,8 @@ def build_debian_image(
     shutil.copy2(initrd, out_dir / "initrd.img")
     progress(f"making the ext4 file system ({definition.disk_size_mib} MiB) and the qcow2 image")
     raw = work_dir / "disk.raw"
-    run_tool(["mke2fs", "-q", "-t", "ext4", "-L", "root", "-d", root, raw, f"{definition.disk_size_mib}M"], log=log)
+    run_tool(
+        ["mke2fs", "-q", "-t", "ext4", "-L", "root", "-d", root, raw, f"{definition.disk_size_mib}M"], log=log
+    )
     run_tool(["qemu-img", "convert", "-O", "qcow2", raw, out_dir / "disk.qcow2"], log=log)
     raw.unlink()

@@ -28,7 +28,9 @@ class DebianImage(BaseModel):
     os_family: Literal["linux"] = "linux"
     os_version: str
     suite: str
-    kernel: str = Field(pattern=r"^\d+\.\d+\.\d+-\d+-[a-z0-9-]+$", description="kernel ABI, e.g. 6.1.0-56-amd64")
+    kernel: str = Field(
+        pattern=r"^\d+\.\d+\.\d+-\d+-[a-z0-9-]+$", description="kernel ABI, e.g. 6.1.0-56-amd64"
+    )
     packages: list[str] = Field(min_length=1)
     disk_size_mib: int = Field(2048, ge=512)
     kernel_cmdline: str = _DEFAULT_CMDLINE
@@ -79,7 +81,11 @@ def load_definitions(directories: list[Path]) -> dict[str, DebianImage | Initram
 def definition_digest(definition: DebianImage | InitramfsImage, inputs: dict[str, str] | None = None) -> str:
     """sha256 over the definition, the builder revision and the digests of inputs it builds on."""
     canonical = json.dumps(
-        {"definition": definition.model_dump(mode="json"), "builder": BUILDER_REVISION, "inputs": inputs or {}},
+        {
+            "definition": definition.model_dump(mode="json"),
+            "builder": BUILDER_REVISION,
+            "inputs": inputs or {},
+        },
         sort_keys=True,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()

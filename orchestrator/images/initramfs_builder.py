@@ -31,7 +31,12 @@ def _cpio_entry(name: str, mode: int, data: bytes = b"", inode: int = 1) -> byte
 
 def initramfs_bytes(init_script: str, busybox: bytes) -> bytes:
     """A gzip-compressed newc archive with busybox, its applets as links, and /init."""
-    entries = [("bin", 0o040755, b""), ("dev", 0o040755, b""), ("proc", 0o040755, b""), ("sys", 0o040755, b"")]
+    entries = [
+        ("bin", 0o040755, b""),
+        ("dev", 0o040755, b""),
+        ("proc", 0o040755, b""),
+        ("sys", 0o040755, b""),
+    ]
     entries.append(("bin/busybox", 0o100755, busybox))
     entries += [(f"bin/{applet}", 0o120777, b"busybox") for applet in _APPLETS]
     entries.append(("init", 0o100755, init_script.encode()))
