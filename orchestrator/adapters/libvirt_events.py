@@ -6,6 +6,7 @@ loop implementation *before* opening connections; this module does that once per
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -128,7 +129,7 @@ class DomainEventHub:
             self._deliver(domain, translated)
 
     def _on_reboot(self, _conn: object, domain: libvirt.virDomain, _opaque: object) -> None:
-        self._deliver(domain, DomainReset())
+        self._deliver(domain, DomainReset(at=time.monotonic()))
 
     def _on_agent(
         self, _conn: object, domain: libvirt.virDomain, state: int, _reason: int, _opaque: object

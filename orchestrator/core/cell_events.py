@@ -51,7 +51,13 @@ class DomainCrashed:
 
 @dataclass(frozen=True)
 class DomainReset:
-    """The guest reset (libvirt REBOOT event): requested by us, or by itself."""
+    """The guest reset (libvirt REBOOT event): requested by us, or by itself.
+
+    One reboot can reset the machine several times within a fraction of a second (the kernel's
+    reset, then the firmware's own); ``at`` (monotonic seconds) lets the machine see a burst as one.
+    """
+
+    at: float | None = None
 
 
 @dataclass(frozen=True)

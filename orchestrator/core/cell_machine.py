@@ -5,7 +5,8 @@ the candidate) → stable again → reboot k times, each boot ready and stable �
 
 Rules that decide outcomes:
 - the hypervisor reporting a crash, at any point after provisioning, is ``crashed``;
-- a reset the machine did not ask for is counted; ``boot_loop_after`` of them without the
+- a reset the machine did not ask for is counted (resets within ``RESET_BURST_SECONDS`` of each
+  other are one reset); ``boot_loop_after`` of them without the
   guest becoming ready is ``boot_loop``; if the guest comes back ready after one, it is
   ``crashed`` (it went down on its own: that is what the console shows);
 - no readiness answer before the deadline is ``hung`` (``boot_loop`` if resets were seen), and so
@@ -51,6 +52,9 @@ from orchestrator.core.cell_events import (
 from orchestrator.core.outcomes import Blame, CellOutcome, CellState
 from orchestrator.core.plan import CellPlan, InstallStep, Timeouts
 
+RESET_BURST_SECONDS = 2.0
+"""Resets closer together than this are one reset: a reboot resets the machine more than once."""
+
 _RUNNING = frozenset({CellState.PROVISIONING, CellState.BOOTING, CellState.STABILIZING, CellState.INSTALLING})
 
 
@@ -68,6 +72,7 @@ class CellContext:
     installed: bool = False  # every install step succeeded
     awaiting_reset: bool = False  # a reboot was requested and its reset not yet seen
     unexpected_resets: int = 0  # resets nobody asked for since the guest was last ready
+    last_reset_at: float | None = None  # when the last reset (of any kind) was seen
     current_step: InstallStep | None = None
     outcome: CellOutcome | None = None
     reason: str = ""
@@ -141,8 +146,14 @@ def _running(context: CellContext, event: CellEvent) -> Transition:
     match event:
         case DomainCrashed(detail=detail):
             return _finish(context, CellOutcome.CRASHED, f"the hypervisor reported a guest crash ({detail})")
-        case DomainReset():
-            return _on_reset(context)
+        case DomainReset(at=at):
+            if (
+                at is not None
+                and context.last_reset_at is not None
+                and at - context.last_reset_at < RESET_BURST_SECONDS
+            ):
+                return Transition(replace(context, last_reset_at=at))  # the same reset, seen again
+            return _on_reset(replace(context, last_reset_at=at))
         case DomainStopped(detail=detail, guest_initiated=True):
             return _finish(context, CellOutcome.CRASHED, f"the guest stopped on its own ({detail})")
         case DomainStopped(detail=detail):

@@ -94,5 +94,6 @@ timeouts: {ready: 240, stability: 5}
     (cell,) = result.cells
     assert cell.outcome is CellOutcome.BOOT_LOOP, cell.reason
     assert "reset 3 time(s)" in cell.reason
+    # Each reboot may reset the machine more than once (kernel, then firmware): counted as one.
     resets = [e for e in events if e.cause == "DomainReset"]
-    assert len(resets) == 3
+    assert len(resets) >= 3
