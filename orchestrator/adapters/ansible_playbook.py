@@ -26,8 +26,8 @@ _SSH_ARGS = " ".join(
         "-o UserKnownHostsFile=/dev/null",
         "-o ConnectTimeout=10",
         # A guest that dies mid-task must drop the connection quickly, not after TCP gives up.
-        "-o ServerAliveInterval=5",
-        "-o ServerAliveCountMax=3",
+        "-o ServerAliveInterval=15",
+        "-o ServerAliveCountMax=4",
     ]
 )
 

@@ -95,8 +95,14 @@ def customize(root: Path, definition: DebianImage, log: Path) -> None:
     _write(root, "etc/initramfs-tools/modules", "".join(f"{name}\n" for name in _INITRAMFS_MODULES))
     conf = root / "etc/initramfs-tools/initramfs.conf"
     conf.write_text(conf.read_text().replace("MODULES=most", "MODULES=list"))
-    # An empty machine-id makes every clone generate its own on first boot.
+    # An empty machine-id makes every clone generate its own on first boot. systemd would copy
+    # dbus's build-time id instead if it were there, and then every clone shares one DHCP client
+    # id and dnsmasq hands them all the same address.
     _write(root, "etc/machine-id", "")
+    dbus_id = root / "var/lib/dbus/machine-id"
+    if dbus_id.exists() or dbus_id.is_symlink():
+        dbus_id.unlink()
+        dbus_id.symlink_to("/etc/machine-id")
     run_tool(["chroot", root, "systemctl", "enable", "systemd-networkd", "ssh", "--quiet"], log=log)
     run_tool(["chroot", root, "systemctl", "mask", "--quiet", *_MASKED_UNITS], log=log)
 
