@@ -12,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-_TIMESTAMP = re.compile(r"^\s*(?:<\d+>)?\[\s*\d+\.\d+\]\s?")
+# A console line may carry other output before the kernel's timestamp (a login prompt, a
+# userspace line cut short by the oops), so the timestamp is looked for anywhere in the line.
+_TIMESTAMP = re.compile(r"(?:<\d+>)?\[\s*(?P<seconds>\d+\.\d+)\]\s?")
+_SAME_REPORT_SECONDS = 5.0  # an oops and the panic it causes are printed within this much time
 _BOOT_BANNER = re.compile(r"Linux version \d+\.\d+")
 _PANIC = re.compile(r"Kernel panic - not syncing: (?P<why>.*)")
 _END_MARKER = re.compile(r"---\[ end (?:Kernel panic|trace)")
@@ -92,7 +95,35 @@ class CrashReport:
 
 
 def _strip(line: str) -> str:
-    return _TIMESTAMP.sub("", line).rstrip()
+    stamp = _TIMESTAMP.search(line)
+    return (line[stamp.end() :] if stamp else line).rstrip()
+
+
+def _seconds(line: str) -> float | None:
+    stamp = _TIMESTAMP.search(line)
+    return float(stamp.group("seconds")) if stamp else None
+
+
+def _within(seconds: float | None, panic_seconds: float) -> bool:
+    return seconds is not None and panic_seconds - seconds <= _SAME_REPORT_SECONDS
+
+
+def _report_start(lines: Sequence[str], stripped: Sequence[str], panic_at: int | None) -> int | None:
+    """The first line of the report that led to the panic (or of the last report, without one).
+
+    The first start line printed shortly before the panic wins: an oops prints "BUG: ..." then
+    "Oops: ...", and the first names the fault. Without timestamps, the last start line wins.
+    """
+    end = panic_at if panic_at is not None else len(stripped)
+    starts = [index for index in range(end) if _kind_of(stripped[index])]
+    if not starts:
+        return None
+    panic_seconds = _seconds(lines[panic_at]) if panic_at is not None else None
+    if panic_seconds is not None:
+        near = [index for index in starts if _within(_seconds(lines[index]), panic_seconds)]
+        if near:
+            return near[0]
+    return starts[-1]
 
 
 def _kind_of(text: str) -> CrashKind | None:
@@ -132,8 +163,7 @@ def parse_console(text: str, max_excerpt_lines: int = 120) -> CrashReport | None
     lines = _last_boot(text.replace("\r", "").split("\n"))
     stripped = [_strip(line) for line in lines]
     panic_at = next((i for i in range(len(stripped) - 1, -1, -1) if _PANIC.search(stripped[i])), None)
-    search_end = panic_at if panic_at is not None else len(stripped)
-    start = next((i for i in range(search_end - 1, -1, -1) if _kind_of(stripped[i])), None)
+    start = _report_start(lines, stripped, panic_at)
     if start is None and panic_at is None:
         return None
     first = start if start is not None else panic_at
