@@ -2,6 +2,7 @@
 
 import fcntl
 import hashlib
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -77,9 +78,15 @@ def build_images(
     images_dir: Path,
     mirror: str,
     progress: Progress,
+    *,
     names: list[str] | None = None,
+    overlay_dirs: tuple[Path, ...] = (),
 ) -> list[BuildResult]:
-    """Build what is missing or changed; each image appears in the catalog only once complete."""
+    """Build what is missing or changed; each image appears in the catalog only once complete.
+
+    Superseded builds of the same image are deleted unless an overlay in ``overlay_dirs`` (a
+    running cell) still has them as its backing file.
+    """
     catalog = ImageCatalog(images_dir)
     results = []
     with _exclusive(images_dir / ".build.lock"):
@@ -89,6 +96,7 @@ def build_images(
             digest = _digest(definition, records)
             current = records.get(definition.name)
             if current is not None and current.digest == digest:
+                _prune_superseded(images_dir, current, overlay_dirs, progress)
                 results.append(BuildResult(current, built=False, seconds=0.0))
                 continue
             progress(f"building image {definition.name} ({digest[:12]})")
@@ -101,6 +109,7 @@ def build_images(
                 progress=progress,
             )
             catalog.put(record)
+            _prune_superseded(images_dir, record, overlay_dirs, progress)
             elapsed = time.monotonic() - started
             progress(f"image {definition.name} ready in {elapsed:.0f}s")
             results.append(BuildResult(record, built=True, seconds=elapsed))
@@ -158,3 +167,41 @@ def _build_one(
         built_at=time.time(),
         disk_bytes=(final / "disk.qcow2").stat().st_size,
     )
+
+
+def qcow2_backing_file(path: Path) -> str | None:
+    """The backing file named in a qcow2 header (offset at byte 8, length at byte 16)."""
+    with path.open("rb") as stream:
+        header = stream.read(20)
+        if len(header) < 20 or header[:4] != b"QFI\xfb":
+            return None
+        offset = int.from_bytes(header[8:16], "big")
+        length = int.from_bytes(header[16:20], "big")
+        if not offset or not length:
+            return None
+        stream.seek(offset)
+        return stream.read(length).decode(errors="replace")
+
+
+def _prune_superseded(
+    images_dir: Path, current: ImageRecord, overlay_dirs: tuple[Path, ...], progress: Progress
+) -> None:
+    backing_in_use = {
+        backing
+        for directory in overlay_dirs
+        if directory.is_dir()
+        for overlay in directory.glob("*.qcow2")
+        if (backing := qcow2_backing_file(overlay)) is not None
+    }
+    for old in sorted(images_dir.glob(f"{current.name}-*")):
+        if (
+            old == current.directory
+            or not old.is_dir()
+            or not re.fullmatch(rf"{re.escape(current.name)}-[0-9a-f]{{12}}", old.name)
+        ):
+            continue
+        if str(old / "disk.qcow2") in backing_in_use:
+            progress(f"keeping superseded {old.name}: a running cell still uses it")
+            continue
+        shutil.rmtree(old)
+        progress(f"removed superseded {old.name}")

@@ -38,7 +38,13 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def images(settings: Settings) -> dict[str, ImageRecord]:
     definitions = load_definitions(IMAGE_DEFINITION_DIRS)
-    results = build_images(definitions, settings.images_dir, settings.debian_mirror, progress=lambda _: None)
+    results = build_images(
+        definitions,
+        settings.images_dir,
+        settings.debian_mirror,
+        progress=lambda _: None,
+        overlay_dirs=tuple(settings.pool_dir(host) for host in settings.hosts),
+    )
     return {result.record.name: result.record for result in results}
 
 
