@@ -126,7 +126,12 @@ def images_build(
             f"[dim]{time.monotonic() - started:6.0f}s[/] {message}", highlight=False
         )
         results = build_images(
-            definitions, settings.images_dir, settings.debian_mirror, progress, names or None
+            definitions,
+            settings.images_dir,
+            settings.debian_mirror,
+            progress,
+            names=names or None,
+            overlay_dirs=tuple(settings.pool_dir(host) for host in settings.hosts),
         )
         built = [r.record.name for r in results if r.built]
         cached = [r.record.name for r in results if not r.built]
