@@ -75,6 +75,9 @@ def ensure_base_rootfs(definition: DebianImage, mirror: str, cache_dir: Path, pr
         log=base / "debootstrap.log",
     )
     done.touch()
+    for stale in cache_dir.glob(f"base-{definition.suite}-*"):
+        if stale != base:
+            shutil.rmtree(stale, ignore_errors=True)  # an older package set: never used again
     return base / "rootfs"
 
 

@@ -36,14 +36,24 @@ def matrix_file(tmp_path: Path, images: dict[str, ImageRecord]) -> Path:
         ("name: x\nimages: [debian12-kernel-n\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
         ("name: x\nimages: [no-such-image]\n", "images[0]: unknown image 'no-such-image'"),
-        ("name: x\nimages: [debian12-kernel-n]\nreboots: -1\n", "reboots: Input should be greater than or equal to 0"),
+        (
+            "name: x\nimages: [debian12-kernel-n]\nreboots: -1\n",
+            "reboots: Input should be greater than or equal to 0",
+        ),
         ("name: x\nimages: [debian12-kernel-n]\nreboot: 2\n", "reboot: Extra inputs are not permitted"),
-        ("name: x\nimages: [debian12-kernel-n]\ncoinstalled: [[dlp]]\n", "coinstalled[0][0]: unknown product 'dlp'"),
+        (
+            "name: x\nimages: [debian12-kernel-n]\ncoinstalled: [[dlp]]\n",
+            "coinstalled[0][0]: unknown product 'dlp'",
+        ),
     ],
 )
 def test_bad_matrix_exits_3_naming_the_field_and_starts_nothing(
-    tmp_path: Path, settings: Settings, images: dict[str, ImageRecord], sample_candidates: dict[str, Path],
-    matrix_text: str, expected: str,
+    tmp_path: Path,
+    settings: Settings,
+    images: dict[str, ImageRecord],
+    sample_candidates: dict[str, Path],
+    matrix_text: str,
+    expected: str,
 ) -> None:
     del images
     matrix = tmp_path / "bad.yaml"
@@ -73,7 +83,9 @@ def test_candidate_whose_file_changed_after_pinning_exits_3(
     assert "artifacts[1].sha256" in message and "the manifest pins" in message
 
 
-def test_missing_candidate_file_exits_3(tmp_path: Path, matrix_file: Path, sample_candidates: dict[str, Path]) -> None:
+def test_missing_candidate_file_exits_3(
+    tmp_path: Path, matrix_file: Path, sample_candidates: dict[str, Path]
+) -> None:
     incomplete = tmp_path / "incomplete"
     shutil.copytree(sample_candidates["good"], incomplete)
     next(incomplete.glob("*.tar.gz")).unlink()
@@ -85,7 +97,15 @@ def test_missing_candidate_file_exits_3(tmp_path: Path, matrix_file: Path, sampl
 
 
 def test_dry_run_prints_the_validated_plan(matrix_file: Path, sample_candidates: dict[str, Path]) -> None:
-    completed = testbed("gate", "--matrix", str(matrix_file), "--candidate", str(sample_candidates["good"]), "--dry-run", "--json")
+    completed = testbed(
+        "gate",
+        "--matrix",
+        str(matrix_file),
+        "--candidate",
+        str(sample_candidates["good"]),
+        "--dry-run",
+        "--json",
+    )
 
     assert completed.returncode == 0, completed.stderr
     plan = json.loads(completed.stdout)
@@ -102,7 +122,14 @@ def test_gate_json_and_junit_for_a_hung_control_guest(
     junit = tmp_path / "report.xml"
 
     completed = testbed(
-        "gate", "--matrix", str(matrix), "--candidate", str(sample_candidates["good"]), "--json", "--junit", str(junit)
+        "gate",
+        "--matrix",
+        str(matrix),
+        "--candidate",
+        str(sample_candidates["good"]),
+        "--json",
+        "--junit",
+        str(junit),
     )
 
     assert completed.returncode == 1, completed.stderr  # a hang is the candidate's failure

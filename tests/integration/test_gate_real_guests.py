@@ -19,7 +19,9 @@ timeouts: {ready: 420, stability: 10, install: 600}
 """
 
 
-def test_good_candidate_passes_every_boot_on_kernels_n_and_n1(gate: GateRunner, sample_candidates: dict[str, Path]) -> None:
+def test_good_candidate_passes_every_boot_on_kernels_n_and_n1(
+    gate: GateRunner, sample_candidates: dict[str, Path]
+) -> None:
     result, events = gate(KERNELS_MATRIX, sample_candidates["good"])
 
     assert result.verdict is RunVerdict.PASSED, result.summary
@@ -56,7 +58,14 @@ def test_zero_filled_content_crashes_every_cell_and_names_the_module(
         assert "[testbed_sensor]" in cell.crash["title"]
         assert cell.crash["panic_reason"] == "Fatal exception"
         evidence = Path(cell.evidence_dir or "")
-        for name in ("console.log", "crash.json", "cell.json", "domain.log", "domain.xml", "ansible-events.jsonl"):
+        for name in (
+            "console.log",
+            "crash.json",
+            "cell.json",
+            "domain.log",
+            "domain.xml",
+            "ansible-events.jsonl",
+        ):
             assert (evidence / name).is_file(), name
         assert json.loads((evidence / "cell.json").read_text())["outcome"] == "crashed"
     run_json = json.loads((Path(result.evidence_dir) / "run.json").read_text())
@@ -82,7 +91,9 @@ timeouts: {ready: 25, stability: 5}
     assert "control-hang: up" in console  # it did boot: it just never answered
 
 
-def test_guest_that_keeps_resetting_is_a_boot_loop(gate: GateRunner, sample_candidates: dict[str, Path]) -> None:
+def test_guest_that_keeps_resetting_is_a_boot_loop(
+    gate: GateRunner, sample_candidates: dict[str, Path]
+) -> None:
     matrix = """
 name: control-boot-loop
 images: [control-boot-loop]
