@@ -21,7 +21,9 @@ NULL_DEREF = "BUG: kernel NULL pointer dereference, address: 0000000000000010"
         ("sensor-zero-filled-boot-panic-6.1.0-56.log", "systemd-modules"),
     ],
 )
-def test_zero_filled_content_panic_is_titled_by_the_oops_line_and_the_sensor_module(log: str, task: str) -> None:
+def test_zero_filled_content_panic_is_titled_by_the_oops_line_and_the_sensor_module(
+    log: str, task: str
+) -> None:
     text = (FIXTURES / log).read_text(errors="replace")
 
     report = parse_console(text)

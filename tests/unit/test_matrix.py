@@ -1,0 +1,360 @@
+"""Matrix YAML → validated spec → whole run plan, checked before any VM exists."""
+
+import pytest
+
+from orchestrator.core.matrix import CandidateFacts, cell_id_for, parse_matrix, plan_as_yaml, plan_run
+from orchestrator.core.plan import ImageFacts, InstallStep, Resources, Timeouts
+from orchestrator.errors import ConfigurationError
+
+pytestmark = pytest.mark.unit
+
+IMAGES = {
+    "debian12-kernel-n": ImageFacts("debian12-kernel-n", "linux", "debian-12", "6.1.0-56-amd64", "a" * 64),
+    "debian12-kernel-n1": ImageFacts("debian12-kernel-n1", "linux", "debian-12", "6.1.0-55-amd64", "b" * 64),
+    "win11-23h2": ImageFacts("win11-23h2", "windows", "11-23h2", "10.0.22631", "c" * 64),
+}
+CANDIDATE = CandidateFacts(
+    name="sensor",
+    version="7.1.0",
+    os_families=frozenset({"linux"}),
+    artifact_digests={"sensor-linux": "d" * 64, "channel-291": "e" * 64},
+)
+PRODUCTS = frozenset({"dlp", "av"})
+
+
+def matrix(body: str) -> str:
+    return "name: gate\n" + body
+
+
+def plan_of(body: str, images=None, products=PRODUCTS):
+    return plan_run(parse_matrix(matrix(body)), IMAGES if images is None else images, CANDIDATE, products)
+
+
+def problems_of(body: str, images=None, products=PRODUCTS) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        plan_of(body, images, products)
+    return str(caught.value)
+
+
+# -- parse_matrix ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("name: [gate\nimages: [a]\n", ["matrices/gate.yaml", "not valid YAML"]),
+        ("- debian12-kernel-n\n", ["matrices/gate.yaml", "expected a mapping at the top level, got list"]),
+        ("just a string\n", ["expected a mapping at the top level, got str"]),
+        ("", ["expected a mapping at the top level, got NoneType"]),
+        ("name: gate\nimages: [a]\ncolour: red\n", ["colour: Extra inputs are not permitted"]),
+        ("name: gate\nimages: [a]\nreboots: 21\n", ["reboots: Input should be less than or equal to 20"]),
+        ("name: gate\nimages: [a]\nreboots: -1\n", ["reboots: Input should be greater than or equal to 0"]),
+        ("name: gate\nimages: [a]\nreboots: two\n", ["reboots: Input should be a valid integer"]),
+        ("name: gate\nimages: [a, b, a, b]\n", ["images: Value error, listed more than once: a, b"]),
+        ("name: gate\nimages: []\n", ["images: List should have at least 1 item"]),
+        ("name: gate\n", ["images: Field required"]),
+        ("images: [a]\n", ["name: Field required"]),
+        ("name: Gate One\nimages: [a]\n", ["name: String should match pattern"]),
+        ("name: gate\nimages: [a]\nboot_loop_after: 0\n", ["boot_loop_after: Input should be greater than"]),
+        (
+            "name: gate\nimages: [a]\ntimeouts: {ready: 0}\n",
+            ["timeouts.ready: Input should be greater than 0"],
+        ),
+        (
+            "name: gate\nimages: [a]\ntimeouts: {stability: -1}\n",
+            ["timeouts.stability: Input should be greater"],
+        ),
+        ("name: gate\nimages: [a]\ntimeouts: {boot: 5}\n", ["timeouts.boot: Extra inputs are not permitted"]),
+        ("name: gate\nimages: [a]\nresources: {memory_mib: 64}\n", ["resources.memory_mib: Input should be"]),
+        ("name: gate\nimages: [a]\ninclude: [{img: a}]\n", ["include.0.img: Extra inputs are not permitted"]),
+        (
+            "name: gate\nimages: [a]\nreboots: 99\ncolour: red\n",
+            ["reboots: Input should be less than or equal to 20", "colour: Extra inputs are not permitted"],
+        ),
+    ],
+    ids=[
+        "bad-yaml",
+        "a-list",
+        "a-string",
+        "empty",
+        "unknown-field",
+        "too-many-reboots",
+        "negative-reboots",
+        "reboots-not-a-number",
+        "duplicate-images",
+        "no-images",
+        "images-missing",
+        "name-missing",
+        "bad-name",
+        "boot-loop-zero",
+        "ready-zero",
+        "stability-negative",
+        "unknown-timeout",
+        "memory-too-small",
+        "unknown-selector-field",
+        "every-problem-at-once",
+    ],
+)
+def test_parse_errors_name_the_field(text, fragments):
+    with pytest.raises(ConfigurationError) as caught:
+        parse_matrix(text, source="matrices/gate.yaml")
+    message = str(caught.value)
+    assert message.startswith("matrices/gate.yaml: ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_parse_fills_in_the_defaults():
+    spec = parse_matrix("name: gate\nimages: [debian12-kernel-n]\n")
+    assert (spec.reboots, spec.boot_loop_after, spec.fail_fast) == (2, 3, False)
+    assert spec.coinstalled == [[]]
+    assert (spec.timeouts.ready, spec.timeouts.stability, spec.timeouts.install) == (300.0, 15.0, 900.0)
+    assert (spec.resources.memory_mib, spec.resources.vcpus) == (1024, 1)
+    assert spec.include == []
+    assert spec.exclude == []
+
+
+# -- plan_run: what cannot run ---------------------------------------------------------------------
+
+
+def test_unknown_image_is_named_with_its_index_and_the_known_ones():
+    message = problems_of("images: [debian12-kernel-n, debian12-kernel-m]\n")
+    assert (
+        "images[1]: unknown image 'debian12-kernel-m' "
+        "(known: debian12-kernel-n, debian12-kernel-n1, win11-23h2)" in message
+    )
+    assert "images[0]" not in message
+
+
+def test_unknown_image_when_nothing_is_built_says_how_to_build():
+    message = problems_of("images: [debian12-kernel-n]\n", images={})
+    assert (
+        "images[0]: unknown image 'debian12-kernel-n' (known: none built yet: run 'testbed images build')"
+        in message
+    )
+
+
+def test_an_image_whose_os_family_the_candidate_lacks_cannot_run():
+    message = problems_of("images: [debian12-kernel-n, win11-23h2]\n")
+    assert (
+        "images[1]: image 'win11-23h2' runs windows, but the candidate sensor 7.1.0 "
+        "ships sensor packages only for: linux" in message
+    )
+
+
+def test_unknown_product_is_named_with_both_indexes_and_the_known_ones():
+    message = problems_of("images: [debian12-kernel-n]\ncoinstalled: [[], [dlp, edr]]\n")
+    assert "coinstalled[1][1]: unknown product 'edr' (known: av, dlp)" in message
+    assert "coinstalled[1][0]" not in message
+
+
+def test_unknown_product_when_none_is_registered():
+    message = problems_of("images: [debian12-kernel-n]\ncoinstalled: [[dlp]]\n", products=frozenset())
+    assert "coinstalled[0][0]: unknown product 'dlp' (known: none registered)" in message
+
+
+def test_every_problem_is_reported_at_once():
+    message = problems_of(
+        "images: [nope, win11-23h2]\ncoinstalled: [[edr]]\ninclude: [{coinstalled: [dlp]}, {image: gone}]\n"
+    )
+    assert message.startswith("the matrix cannot run:\n")
+    for fragment in [
+        "images[0]: unknown image 'nope'",
+        "images[1]: image 'win11-23h2' runs windows",
+        "coinstalled[0][0]: unknown product 'edr'",
+        "include[0].image: an include rule must name an image",
+        "include[1].image: unknown image 'gone'",
+    ]:
+        assert fragment in message
+
+
+# -- plan_run: which cells ----------------------------------------------------------------------------
+
+
+def cells(body: str) -> list[str]:
+    return [cell.cell_id for cell in plan_of(body).cells]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("images: [debian12-kernel-n]\n", ["debian12-kernel-n"]),
+        (
+            "images: [debian12-kernel-n, debian12-kernel-n1]\ncoinstalled: [[], [dlp], [dlp, av]]\n",
+            [
+                "debian12-kernel-n",
+                "debian12-kernel-n+dlp",
+                "debian12-kernel-n+dlp+av",
+                "debian12-kernel-n1",
+                "debian12-kernel-n1+dlp",
+                "debian12-kernel-n1+dlp+av",
+            ],
+        ),
+        (
+            "images: [debian12-kernel-n]\ninclude: [{image: debian12-kernel-n1, coinstalled: [av]}]\n",
+            ["debian12-kernel-n", "debian12-kernel-n1+av"],
+        ),
+        (
+            "images: [debian12-kernel-n]\ninclude: [{image: debian12-kernel-n1}]\n",
+            ["debian12-kernel-n", "debian12-kernel-n1"],
+        ),
+        ("images: [debian12-kernel-n]\ninclude: [{image: debian12-kernel-n}]\n", ["debian12-kernel-n"]),
+        (
+            "images: [debian12-kernel-n, debian12-kernel-n1]\nexclude: [{image: debian12-kernel-n1}]\n",
+            ["debian12-kernel-n"],
+        ),
+        (
+            "images: [debian12-kernel-n, debian12-kernel-n1]\ncoinstalled: [[], [dlp]]\n"
+            "exclude: [{coinstalled: [dlp]}]\n",
+            ["debian12-kernel-n", "debian12-kernel-n1"],
+        ),
+        (
+            "images: [debian12-kernel-n, debian12-kernel-n1]\ncoinstalled: [[], [dlp]]\n"
+            "exclude: [{image: debian12-kernel-n, coinstalled: []}]\n",
+            ["debian12-kernel-n+dlp", "debian12-kernel-n1", "debian12-kernel-n1+dlp"],
+        ),
+        (
+            "images: [debian12-kernel-n]\ncoinstalled: [[dlp, av], [av, dlp]]\n"
+            "exclude: [{coinstalled: [av, dlp]}]\n",
+            ["debian12-kernel-n+dlp+av"],
+        ),
+        (
+            "images: [debian12-kernel-n]\ninclude: [{image: debian12-kernel-n1, coinstalled: [dlp]}]\n"
+            "exclude: [{image: debian12-kernel-n1}]\n",
+            ["debian12-kernel-n"],
+        ),
+    ],
+    ids=[
+        "one-image",
+        "cross-product-in-order",
+        "include-adds-a-cell",
+        "include-without-products-means-none",
+        "include-of-an-existing-cell-adds-nothing",
+        "exclude-by-image",
+        "exclude-by-products-on-every-image",
+        "exclude-needs-both-coordinates-to-match",
+        "product-order-matters",
+        "exclude-beats-include",
+    ],
+)
+def test_include_and_exclude(body, expected):
+    assert cells(body) == expected
+
+
+@pytest.mark.parametrize(
+    "exclude",
+    ["[{}]", "[{image: debian12-kernel-n}]", "[{coinstalled: []}]"],
+)
+def test_exclude_removing_every_cell_cannot_run(exclude):
+    message = problems_of(f"images: [debian12-kernel-n]\nexclude: {exclude}\n")
+    assert message == "the matrix cannot run: exclude rules removed every cell"
+
+
+@pytest.mark.parametrize(
+    ("image", "products", "cell_id"),
+    [
+        ("debian12-kernel-n", (), "debian12-kernel-n"),
+        ("debian12-kernel-n", ("dlp",), "debian12-kernel-n+dlp"),
+        ("debian12-kernel-n1", ("dlp", "av"), "debian12-kernel-n1+dlp+av"),
+    ],
+)
+def test_cell_id_joins_the_coordinates(image, products, cell_id):
+    assert cell_id_for(image, products) == cell_id
+
+
+def test_cells_carry_the_spec_and_install_products_before_the_candidate():
+    plan = plan_of(
+        "images: [debian12-kernel-n1]\ncoinstalled: [[av, dlp]]\nreboots: 4\nboot_loop_after: 2\n"
+        "timeouts: {ready: 120, stability: 0, install: 60}\nresources: {memory_mib: 2048, vcpus: 2}\n"
+        "fail_fast: true\n"
+    )
+    assert (plan.matrix_name, plan.candidate_name, plan.candidate_version) == ("gate", "sensor", "7.1.0")
+    assert plan.artifact_digests == {"sensor-linux": "d" * 64, "channel-291": "e" * 64}
+    assert plan.fail_fast is True
+    (cell,) = plan.cells
+    assert cell.image == IMAGES["debian12-kernel-n1"]
+    assert cell.coinstalled == ("av", "dlp")
+    assert cell.steps == (InstallStep.product("av"), InstallStep.product("dlp"), InstallStep.candidate())
+    assert (cell.reboots, cell.boots, cell.boot_loop_after) == (4, 5, 2)
+    assert cell.timeouts == Timeouts(ready_s=120, stability_s=0, install_s=60)
+    assert cell.resources == Resources(memory_mib=2048, vcpus=2)
+    assert plan.cell("debian12-kernel-n1+av+dlp") is cell
+    with pytest.raises(KeyError):
+        plan.cell("debian12-kernel-n")
+
+
+# -- bugs ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: _problems checks os_family only for spec.images, not for images added by include rules",
+)
+def test_an_included_image_whose_os_family_the_candidate_lacks_cannot_run():
+    message = problems_of("images: [debian12-kernel-n]\ninclude: [{image: win11-23h2}]\n")
+    assert "include[0].image" in message
+    assert "windows" in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: _problems checks products only in coinstalled, not in include rules' coinstalled",
+)
+def test_an_included_unknown_product_cannot_run():
+    message = problems_of(
+        "images: [debian12-kernel-n]\ninclude: [{image: debian12-kernel-n, coinstalled: [edr]}]\n"
+    )
+    assert "include[0].coinstalled[0]: unknown product 'edr'" in message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: duplicate coinstalled sets are accepted and give two cells the same cell id",
+)
+def test_duplicate_coinstalled_sets_are_refused():
+    with pytest.raises(ConfigurationError, match="coinstalled"):
+        plan_of("images: [debian12-kernel-n]\ncoinstalled: [[dlp], [dlp]]\n")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: 'coinstalled: []' plans no cell and is reported as 'exclude rules removed every cell'",
+)
+def test_an_empty_coinstalled_list_is_named_not_blamed_on_exclude():
+    with pytest.raises(ConfigurationError, match="coinstalled"):
+        plan_of("images: [debian12-kernel-n]\ncoinstalled: []\n")
+
+
+# -- the printed plan -------------------------------------------------------------------------------
+
+SNAPSHOT_MATRIX = """\
+name: linux-kernels
+images:
+  - debian12-kernel-n
+  - debian12-kernel-n1
+coinstalled:
+  - []
+  - [dlp]
+reboots: 2
+boot_loop_after: 3
+timeouts:
+  ready: 300
+  stability: 10
+  install: 600
+resources:
+  memory_mib: 1024
+  vcpus: 1
+fail_fast: false
+"""
+
+
+def test_plan_as_yaml_matches_the_snapshot(snapshots_dir):
+    plan = plan_run(parse_matrix(SNAPSHOT_MATRIX), IMAGES, CANDIDATE, PRODUCTS)
+    expected = (snapshots_dir / "plan-two-images.yaml").read_text()
+    assert plan_as_yaml(plan) == expected
+
+
+def test_plan_as_yaml_is_stable():
+    first = plan_run(parse_matrix(SNAPSHOT_MATRIX), IMAGES, CANDIDATE, PRODUCTS)
+    second = plan_run(parse_matrix(SNAPSHOT_MATRIX), dict(reversed(IMAGES.items())), CANDIDATE, PRODUCTS)
+    assert plan_as_yaml(first) == plan_as_yaml(second)
