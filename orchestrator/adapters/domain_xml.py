@@ -44,7 +44,8 @@ class DomainSpec:
 
 def domain_name(run_id: str, cell_id: str) -> str:
     """A libvirt-safe, unique, recognizable name: tb-<run>-<cell>."""
-    slug = re.sub(r"[^a-zA-Z0-9_.-]+", "_", cell_id)
+    # '+' joins coordinates and never appears inside a name, so '__' keeps names apart.
+    slug = re.sub(r"[^a-zA-Z0-9_.-]", "_", cell_id.replace("+", "__"))
     return f"{DOMAIN_PREFIX}{run_id}-{slug}"
 
 

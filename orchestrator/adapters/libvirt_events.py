@@ -53,7 +53,6 @@ _CRASH_DETAILS = {
 _STOP_DETAILS = {
     libvirt.VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: ("shutdown", True),
     libvirt.VIR_DOMAIN_EVENT_STOPPED_DESTROYED: ("destroyed", False),
-    libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: ("qemu crashed", False),
     libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: ("failed", False),
     libvirt.VIR_DOMAIN_EVENT_STOPPED_MIGRATED: ("migrated", False),
     libvirt.VIR_DOMAIN_EVENT_STOPPED_SAVED: ("saved", False),
@@ -70,6 +69,8 @@ def translate_lifecycle(event: int, detail: int) -> CellEvent | None:
     """A libvirt lifecycle (event, detail) pair as a cell event; None for the ones cells ignore."""
     if event == libvirt.VIR_DOMAIN_EVENT_CRASHED:
         return DomainCrashed(_CRASH_DETAILS.get(detail, f"detail {detail}"))
+    if event == libvirt.VIR_DOMAIN_EVENT_STOPPED and detail == libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED:
+        return DomainCrashed("crashed, then stopped by on_crash")  # libvirt: "the guest crashed"
     if event == libvirt.VIR_DOMAIN_EVENT_STOPPED:
         reason, guest_initiated = _STOP_DETAILS.get(detail, (f"detail {detail}", False))
         return DomainStopped(reason, guest_initiated)

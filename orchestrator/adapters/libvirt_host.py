@@ -19,7 +19,7 @@ from orchestrator.adapters.domain_xml import DOMAIN_PREFIX, METADATA_NAMESPACE
 from orchestrator.adapters.kvm_probe import probe_kvm
 from orchestrator.adapters.libvirt_events import DomainEventHub, DomainListener, EventLoop
 from orchestrator.config import HostConfig
-from orchestrator.errors import InfrastructureError
+from orchestrator.errors import ConfigurationError, InfrastructureError
 
 POOL_NAME = "endpoint-testbed"
 
@@ -33,10 +33,13 @@ libvirt.registerErrorHandler(_quiet_libvirt_errors, None)
 
 def network_xml(name: str, bridge: str, cidr: str) -> str:
     """An isolated network: DHCP for guests, a host address to reach them, no route anywhere else."""
-    network = ipaddress.ip_network(cidr)
+    try:
+        network = ipaddress.ip_network(cidr)
+    except ValueError as exc:
+        raise ConfigurationError(f"network_cidr: {exc}") from exc
     hosts = list(network.hosts())
     if len(hosts) < 8:
-        raise InfrastructureError(f"guest network {cidr} is too small")
+        raise ConfigurationError(f"network_cidr: {cidr} is too small for guests (at least /28)")
     return f"""<network>
   <name>{name}</name>
   <bridge name='{bridge}' stp='on' delay='0'/>

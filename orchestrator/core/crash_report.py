@@ -17,7 +17,7 @@ from enum import StrEnum
 _TIMESTAMP = re.compile(r"(?:<\d+>)?\[\s*(?P<seconds>\d+\.\d+)\]\s?")
 _SAME_REPORT_SECONDS = 5.0  # an oops and the panic it causes are printed within this much time
 _BOOT_BANNER = re.compile(r"Linux version \d+\.\d+")
-_PANIC = re.compile(r"Kernel panic - not syncing: (?P<why>.*)")
+_PANIC = re.compile(r"^Kernel panic - not syncing: (?P<why>.*)")  # not the "---[ end Kernel panic" marker
 _END_MARKER = re.compile(r"---\[ end (?:Kernel panic|trace)")
 _KERNEL_RIP = re.compile(r"RIP: 0010:(?P<frame>\S+)(?:\s+\[(?P<module>[\w-]+)\])?")
 _FRAME = re.compile(
@@ -62,7 +62,10 @@ _MACHINERY = re.compile(
     r"kernelmode_fixup_or_oops|__bad_area\w*|bad_area\w*|no_context|do_trap|do_error_trap|"
     r"_printk|printk\w*|watchdog_timer_fn|__hrtimer_run_queues|hrtimer_interrupt|"
     r"__sysvec_\w+|sysvec_\w+|rcu_\w+|check_panic_on_warn|nmi_\w+|__nmi_\w+|"
-    r"__x64_sys_\w+|do_syscall_64|entry_SYSCALL_\w+)$"
+    r"__x64_sys_\w+|do_syscall_64|entry_SYSCALL_\w+|"
+    # where a blocked task sleeps: the function that waited is further down
+    r"__schedule|schedule\w*|io_schedule\w*|__mutex_lock\w*|mutex_lock\w*|wait_for_completion\w*|"
+    r"rwsem_down_\w+|__down\w*|down_read\w*|down_write\w*|msleep\w*|usleep_range\w*)$"
 )
 
 

@@ -5,6 +5,7 @@ co-installed products, and either returns a whole :class:`RunPlan` or raises one
 ``ConfigurationError`` that lists every problem with the field it concerns. No VM is touched.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
@@ -60,6 +61,7 @@ class MatrixSpec(BaseModel):
     images: list[str] = Field(min_length=1)
     coinstalled: list[list[str]] = Field(
         default_factory=_no_coinstalled_products,
+        min_length=1,
         description="each entry is one set of products installed before the candidate; [] is none",
     )
     reboots: int = Field(2, ge=0, le=20)
@@ -77,6 +79,21 @@ class MatrixSpec(BaseModel):
         if duplicates:
             raise ValueError(f"listed more than once: {', '.join(duplicates)}")
         return images
+
+    @field_validator("coinstalled")
+    @classmethod
+    def _product_sets_unique(cls, sets: list[list[str]]) -> list[list[str]]:
+        seen: list[list[str]] = []
+        for products in sets:
+            for name in products:
+                if not re.match(_NAME_PATTERN, name):
+                    raise ValueError(f"product name {name!r} must match {_NAME_PATTERN}")
+            if products in seen:
+                raise ValueError(f"the product set {products} is listed more than once")
+            if len(set(products)) != len(products):
+                raise ValueError(f"the product set {products} names a product twice")
+            seen.append(products)
+        return sets
 
 
 @dataclass(frozen=True)
@@ -137,6 +154,30 @@ def _coordinates(spec: MatrixSpec) -> list[tuple[str, tuple[str, ...]]]:
     ]
 
 
+def _image_problems(
+    where: str, name: str, images: Mapping[str, ImageFacts], candidate: CandidateFacts
+) -> list[str]:
+    if name not in images:
+        known = ", ".join(sorted(images)) or "none built yet: run 'testbed images build'"
+        return [f"{where}: unknown image {name!r} (known: {known})"]
+    if images[name].os_family not in candidate.os_families:
+        families = ", ".join(sorted(candidate.os_families)) or "none"
+        return [
+            f"{where}: image {name!r} runs {images[name].os_family}, but the candidate "
+            f"{candidate.name} {candidate.version} ships sensor packages only for: {families}"
+        ]
+    return []
+
+
+def _product_problems(where: str, products: Sequence[str], known_products: frozenset[str]) -> list[str]:
+    known = ", ".join(sorted(known_products)) or "none registered"
+    return [
+        f"{where}[{index}]: unknown product {name!r} (known: {known})"
+        for index, name in enumerate(products)
+        if name not in known_products
+    ]
+
+
 def _problems(
     spec: MatrixSpec,
     images: Mapping[str, ImageFacts],
@@ -144,28 +185,18 @@ def _problems(
     known_products: frozenset[str],
 ) -> list[str]:
     problems = []
-    known_images = ", ".join(sorted(images)) or "none built yet: run 'testbed images build'"
     for index, name in enumerate(spec.images):
-        if name not in images:
-            problems.append(f"images[{index}]: unknown image {name!r} (known: {known_images})")
-        elif images[name].os_family not in candidate.os_families:
-            families = ", ".join(sorted(candidate.os_families)) or "none"
-            problems.append(
-                f"images[{index}]: image {name!r} runs {images[name].os_family}, but the candidate "
-                f"{candidate.name} {candidate.version} ships sensor packages only for: {families}"
-            )
-    for set_index, products in enumerate(spec.coinstalled):
-        for index, product_name in enumerate(products):
-            if product_name not in known_products:
-                known = ", ".join(sorted(known_products)) or "none registered"
-                problems.append(
-                    f"coinstalled[{set_index}][{index}]: unknown product {product_name!r} (known: {known})"
-                )
+        problems += _image_problems(f"images[{index}]", name, images, candidate)
+    for index, products in enumerate(spec.coinstalled):
+        problems += _product_problems(f"coinstalled[{index}]", products, known_products)
     for index, selector in enumerate(spec.include):
         if selector.image is None:
             problems.append(f"include[{index}].image: an include rule must name an image")
-        elif selector.image not in images:
-            problems.append(f"include[{index}].image: unknown image {selector.image!r}")
+        else:
+            problems += _image_problems(f"include[{index}].image", selector.image, images, candidate)
+        problems += _product_problems(
+            f"include[{index}].coinstalled", selector.coinstalled or [], known_products
+        )
     return problems
 
 

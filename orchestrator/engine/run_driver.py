@@ -19,6 +19,7 @@ from orchestrator.core.scheduler import Demand, HostCapacity, assign
 from orchestrator.core.verdict import Verdict, decide
 from orchestrator.engine.cell_driver import CellDriver, CellPorts, Post
 from orchestrator.engine.timers import ThreadTimers, Timers
+from orchestrator.errors import TestbedError
 
 
 class CellHost(Protocol):
@@ -101,7 +102,10 @@ class RunDriver:
                     self._record(cell.cell_id, self._canceled(cell, self._cancel_reason))
                 pending = []
             else:
+                before = len(pending)
                 pending = self._start_what_fits(pending)
+                if not self._running and len(pending) < before:
+                    continue  # cells were placed but could not start: their slots are free again
             if not self._running:
                 if pending:
                     for cell in pending:
@@ -138,15 +142,15 @@ class RunDriver:
     def _capacities(self) -> list[HostCapacity]:
         with self._lock:
             busy = [host for _, host in self._running.values()]
-        return [
-            HostCapacity(
-                name=name,
-                max_cells=host.max_cells(),
-                running=busy.count(name),
-                memory_free_mib=host.free_memory_mib(),
-            )
-            for name, host in self._hosts.items()
-        ]
+        capacities = []
+        for name, host in self._hosts.items():
+            try:
+                capacity = HostCapacity(name, host.max_cells(), busy.count(name), host.free_memory_mib())
+            except TestbedError:
+                # A host that cannot say how much room it has gets no new cells this round.
+                capacity = HostCapacity(name, 0, busy.count(name), 0, healthy=False)
+            capacities.append(capacity)
+        return capacities
 
     def _start_what_fits(self, pending: list[CellPlan]) -> list[CellPlan]:
         demands = [Demand(cell.cell_id, cell.resources.memory_mib) for cell in pending]
@@ -158,9 +162,15 @@ class RunDriver:
 
     def _start(self, cell: CellPlan, host_name: str) -> None:
         host = self._hosts[host_name]
-        driver = CellDriver(
-            cell, host.make_ports, self._make_timers(), self._cell_changed(cell.cell_id, host_name)
-        )
+        try:
+            driver = CellDriver(
+                cell, host.make_ports, self._make_timers(), self._cell_changed(cell.cell_id, host_name)
+            )
+        except Exception as exc:  # noqa: BLE001 - one cell the host cannot take must not end the run
+            self._record(
+                cell.cell_id, self._not_started(cell, f"host {host_name} cannot run this cell: {exc}")
+            )
+            return
         with self._lock:
             self._running[cell.cell_id] = (driver, host_name)
 
@@ -187,7 +197,9 @@ class RunDriver:
         )
 
     def _unplaceable(self, cell: CellPlan) -> CellResult:
-        reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB"
+        return self._not_started(cell, f"no host can take a cell needing {cell.resources.memory_mib} MiB")
+
+    def _not_started(self, cell: CellPlan, reason: str) -> CellResult:
         self.emit(
             RunEventKind.CELL_CHANGED,
             cell_id=cell.cell_id,

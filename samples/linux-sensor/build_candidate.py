@@ -39,10 +39,10 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Sequence
 
 HERE = Path(__file__).resolve().parent
 MODULE_SRC_DIR = HERE / "module"
@@ -95,9 +95,12 @@ def _modinfo_value(ko: bytes, key: str) -> str | None:
     return m.group(1).decode("utf-8", "replace") if m else None
 
 
-def build_module(kernel_release: str, version: str,
-                 headers_root: Path = DEFAULT_HEADERS_ROOT,
-                 src_dir: Path = MODULE_SRC_DIR) -> bytes:
+def build_module(
+    kernel_release: str,
+    version: str,
+    headers_root: Path = DEFAULT_HEADERS_ROOT,
+    src_dir: Path = MODULE_SRC_DIR,
+) -> bytes:
     """Build testbed_sensor.ko for one kernel release; return its bytes."""
     if not _KREL_RE.match(kernel_release):
         raise BuildError(f"invalid kernel release: {kernel_release!r}")
@@ -105,7 +108,8 @@ def build_module(kernel_release: str, version: str,
     if not (headers / "Makefile").is_file():
         raise BuildError(
             f"kernel headers for {kernel_release} not found: {headers} is missing "
-            f"(install linux-headers-{kernel_release})")
+            f"(install linux-headers-{kernel_release})"
+        )
     make = shutil.which("make")
     if make is None:
         raise BuildError("'make' not found in PATH")
@@ -115,32 +119,49 @@ def build_module(kernel_release: str, version: str,
         for name in MODULE_SOURCES:
             shutil.copy2(src_dir / name, build_dir / name)
         # Map the random temp dir out of debug info so builds are repeatable.
-        cmd = [make, "-C", str(headers), f"M={build_dir}",
-               f"KCFLAGS=-ffile-prefix-map={build_dir}=/usr/src/{MODULE_NAME}",
-               f"TBS_VERSION={version}", "modules"]
+        cmd = [
+            make,
+            "-C",
+            str(headers),
+            f"M={build_dir}",
+            f"KCFLAGS=-ffile-prefix-map={build_dir}=/usr/src/{MODULE_NAME}",
+            f"TBS_VERSION={version}",
+            "modules",
+        ]
         env = dict(os.environ, LC_ALL="C")
         env.pop("MAKEFLAGS", None)
         env.pop("MFLAGS", None)
-        proc = subprocess.run(cmd, cwd=build_dir, env=env, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", check=False)
+        proc = subprocess.run(
+            cmd,
+            cwd=build_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            check=False,
+        )
         ko_path = build_dir / f"{MODULE_NAME}.ko"
         if proc.returncode != 0 or not ko_path.is_file():
             raise BuildError(
                 f"module build for {kernel_release} failed (exit {proc.returncode}):\n"
-                f"$ {' '.join(cmd)}\n{proc.stdout}")
+                f"$ {' '.join(cmd)}\n{proc.stdout}"
+            )
         ko = ko_path.read_bytes()
 
     vermagic = _modinfo_value(ko, "vermagic")
     if vermagic is None or vermagic.split(" ", 1)[0] != kernel_release:
         raise BuildError(
             f"module built against {headers} has vermagic {vermagic!r}, "
-            f"expected it to start with {kernel_release!r}")
+            f"expected it to start with {kernel_release!r}"
+        )
     return ko
 
 
-def _tar_entry(name: str, *, size: int = 0, mode: int = 0o644, is_dir: bool = False,
-               mtime: int) -> tarfile.TarInfo:
+def _tar_entry(
+    name: str, *, size: int = 0, mode: int = 0o644, is_dir: bool = False, mtime: int
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
     info.size = 0 if is_dir else size
@@ -151,8 +172,7 @@ def _tar_entry(name: str, *, size: int = 0, mode: int = 0o644, is_dir: bool = Fa
     return info
 
 
-def write_reproducible_tar_gz(out: Path, files: dict[str, tuple[bytes, int]],
-                              mtime: int) -> None:
+def write_reproducible_tar_gz(out: Path, files: dict[str, tuple[bytes, int]], mtime: int) -> None:
     """Write ``files`` ({archive path: (data, mode)}) as a reproducible .tar.gz.
 
     Parent directories are added automatically; entries are sorted by name.
@@ -170,13 +190,13 @@ def write_reproducible_tar_gz(out: Path, files: dict[str, tuple[bytes, int]],
                 tar.addfile(_tar_entry(name + "/", mode=0o755, is_dir=True, mtime=mtime))
             else:
                 data, mode = files[name]
-                tar.addfile(_tar_entry(name, size=len(data), mode=mode, mtime=mtime),
-                            io.BytesIO(data))
+                tar.addfile(_tar_entry(name, size=len(data), mode=mode, mtime=mtime), io.BytesIO(data))
     tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("wb") as f:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0,
-                           compresslevel=9) as gz:
-            gz.write(raw.getvalue())
+    with (
+        tmp.open("wb") as f,
+        gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz,
+    ):
+        gz.write(raw.getvalue())
     tmp.replace(out)
 
 
@@ -191,9 +211,15 @@ class Candidate:
     kernels: tuple[str, ...]
 
 
-def render_candidate_yaml(version: str, package_name: str, package_sha256: str,
-                          content_name: str, content_path: str,
-                          content_sha256: str) -> str:
+def render_candidate_yaml(
+    *,
+    version: str,
+    package_name: str,
+    package_sha256: str,
+    content_name: str,
+    content_path: str,
+    content_sha256: str,
+) -> str:
     return (
         f"name: {PACKAGE_NAME}\n"
         f"version: {version}\n"
@@ -210,11 +236,17 @@ def render_candidate_yaml(version: str, package_name: str, package_sha256: str,
     )
 
 
-def build_candidate(out_dir: Path, kernels: Sequence[str], content: str = "good",
-                    version: str = DEFAULT_VERSION,
-                    content_version: int | None = None, rules: int | None = None,
-                    headers_root: Path = DEFAULT_HEADERS_ROOT,
-                    log: Callable[[str], None] = print) -> Candidate:
+def build_candidate(
+    out_dir: Path,
+    kernels: Sequence[str],
+    *,
+    content: str = "good",
+    version: str = DEFAULT_VERSION,
+    content_version: int | None = None,
+    rules: int | None = None,
+    headers_root: Path = DEFAULT_HEADERS_ROOT,
+    log: Callable[[str], None] = print,
+) -> Candidate:
     """Build modules, package, content and candidate.yaml into ``out_dir``."""
     mc = _load_make_content()
     if not _VERSION_RE.match(version):
@@ -236,8 +268,8 @@ def build_candidate(out_dir: Path, kernels: Sequence[str], content: str = "good"
         headers = headers_root / f"linux-headers-{krel}"
         if not (headers / "Makefile").is_file():
             raise BuildError(
-                f"kernel headers for {krel} not found: {headers} is missing "
-                f"(install linux-headers-{krel})")
+                f"kernel headers for {krel} not found: {headers} is missing (install linux-headers-{krel})"
+            )
 
     try:
         mtime = int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_MTIME))
@@ -252,8 +284,7 @@ def build_candidate(out_dir: Path, kernels: Sequence[str], content: str = "good"
     for krel in kernels:
         t0 = time.monotonic()
         ko = build_module(krel, version, headers_root=headers_root)
-        log(f"built {MODULE_NAME}.ko for {krel} ({len(ko)} bytes, "
-            f"{time.monotonic() - t0:.1f}s)")
+        log(f"built {MODULE_NAME}.ko for {krel} ({len(ko)} bytes, {time.monotonic() - t0:.1f}s)")
         files[f"{top}/modules/{krel}/{MODULE_NAME}.ko"] = (ko, 0o644)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,44 +301,72 @@ def build_candidate(out_dir: Path, kernels: Sequence[str], content: str = "good"
     package_sha = sha256_file(package)
     content_sha = hashlib.sha256(content_bytes).hexdigest()
     manifest = out_dir / "candidate.yaml"
-    manifest.write_text(render_candidate_yaml(version, package_name, package_sha,
-                                              content_name, content_rel, content_sha))
+    manifest.write_text(
+        render_candidate_yaml(
+            version=version,
+            package_name=package_name,
+            package_sha256=package_sha,
+            content_name=content_name,
+            content_path=content_rel,
+            content_sha256=content_sha,
+        )
+    )
     log(f"wrote {package} (sha256 {package_sha})")
-    log(f"wrote {content_path} ({content} content, {len(content_bytes)} bytes, "
-        f"sha256 {content_sha})")
+    log(f"wrote {content_path} ({content} content, {len(content_bytes)} bytes, sha256 {content_sha})")
     log(f"wrote {manifest}")
-    return Candidate(out_dir=out_dir, manifest=manifest, package=package,
-                     package_sha256=package_sha, content=content_path,
-                     content_sha256=content_sha, kernels=kernels)
+    return Candidate(
+        out_dir=out_dir,
+        manifest=manifest,
+        package=package,
+        package_sha256=package_sha,
+        content=content_path,
+        content_sha256=content_sha,
+        kernels=kernels,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Build the sample testbed-sensor candidate (kernel modules, "
-                    "package, content file, candidate.yaml).")
+        "package, content file, candidate.yaml)."
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--kernel", action="append", required=True, metavar="RELEASE",
-                        help="kernel release to build for, e.g. 6.1.0-56-amd64 "
-                             "(repeatable)")
-    parser.add_argument("--content", choices=("good", "zero-filled"), default="good",
-                        help="content file to ship (default %(default)s; zero-filled "
-                             "crashes the sensor)")
-    parser.add_argument("--version", default=DEFAULT_VERSION,
-                        help="sensor version (default %(default)s)")
-    parser.add_argument("--content-version", type=int, default=None,
-                        help="content version (default 291)")
-    parser.add_argument("--rules", type=int, default=None,
-                        help="number of rules in the content (default 12)")
-    parser.add_argument("--headers-root", type=Path, default=DEFAULT_HEADERS_ROOT,
-                        help="directory holding linux-headers-<release> "
-                             "(default %(default)s)")
+    parser.add_argument(
+        "--kernel",
+        action="append",
+        required=True,
+        metavar="RELEASE",
+        help="kernel release to build for, e.g. 6.1.0-56-amd64 (repeatable)",
+    )
+    parser.add_argument(
+        "--content",
+        choices=("good", "zero-filled"),
+        default="good",
+        help="content file to ship (default %(default)s; zero-filled crashes the sensor)",
+    )
+    parser.add_argument("--version", default=DEFAULT_VERSION, help="sensor version (default %(default)s)")
+    parser.add_argument("--content-version", type=int, default=None, help="content version (default 291)")
+    parser.add_argument("--rules", type=int, default=None, help="number of rules in the content (default 12)")
+    parser.add_argument(
+        "--headers-root",
+        type=Path,
+        default=DEFAULT_HEADERS_ROOT,
+        help="directory holding linux-headers-<release> (default %(default)s)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     args = parser.parse_args(argv)
     log: Callable[[str], None] = (lambda _msg: None) if args.quiet else print
     try:
-        build_candidate(args.out, args.kernel, content=args.content, version=args.version,
-                        content_version=args.content_version, rules=args.rules,
-                        headers_root=args.headers_root, log=log)
+        build_candidate(
+            args.out,
+            args.kernel,
+            content=args.content,
+            version=args.version,
+            content_version=args.content_version,
+            rules=args.rules,
+            headers_root=args.headers_root,
+            log=log,
+        )
     except BuildError as exc:
         print(f"build_candidate: error: {exc}", file=sys.stderr)
         return 1

@@ -55,9 +55,9 @@ import argparse
 import hashlib
 import struct
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 MAGIC = b"TBSC"
 FORMAT_VERSION = 1
@@ -198,8 +198,7 @@ def build_valid_content(
         raise ValueError(f"channel name too long (max 23 bytes): {name!r}")
 
     fields = b"".join(
-        _FIELD.pack(index, ftype, 0, fnv1a32(fname.encode()))
-        for index, (fname, ftype) in enumerate(FIELDS)
+        _FIELD.pack(index, ftype, 0, fnv1a32(fname.encode())) for index, (fname, ftype) in enumerate(FIELDS)
     )
 
     rules = bytearray()
@@ -238,8 +237,9 @@ def parse_header(data: bytes) -> ContentHeader:
     """Decode the 64-byte header (no validation beyond the length)."""
     if len(data) < HEADER_SIZE:
         raise ValueError(f"content too short: {len(data)} bytes < {HEADER_SIZE}")
-    (magic, fmt, hsize, cver, tid, nfields, foff, nrules, roff, rsize, flags,
-     chan) = _HEADER.unpack_from(data, 0)
+    (magic, fmt, hsize, cver, tid, nfields, foff, nrules, roff, rsize, flags, chan) = _HEADER.unpack_from(
+        data, 0
+    )
     return ContentHeader(
         magic=magic,
         format_version=fmt,
@@ -256,8 +256,9 @@ def parse_header(data: bytes) -> ContentHeader:
     )
 
 
-def build_content(kind: str, content_version: int = DEFAULT_CONTENT_VERSION,
-                  rule_count: int = DEFAULT_RULE_COUNT) -> bytes:
+def build_content(
+    kind: str, content_version: int = DEFAULT_CONTENT_VERSION, rule_count: int = DEFAULT_RULE_COUNT
+) -> bytes:
     """``kind`` is ``"good"`` or ``"zero-filled"``."""
     valid = build_valid_content(content_version=content_version, rule_count=rule_count)
     if kind == "good":
@@ -271,15 +272,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output file")
     parser.add_argument("--content-version", type=int, default=DEFAULT_CONTENT_VERSION)
-    parser.add_argument("--rules", type=int, default=DEFAULT_RULE_COUNT,
-                        help="number of rules (default %(default)s)")
-    parser.add_argument("--zero-filled", action="store_true",
-                        help="write zeros of the same length as the valid file "
-                             "(crashes the sensor)")
+    parser.add_argument(
+        "--rules", type=int, default=DEFAULT_RULE_COUNT, help="number of rules (default %(default)s)"
+    )
+    parser.add_argument(
+        "--zero-filled",
+        action="store_true",
+        help="write zeros of the same length as the valid file (crashes the sensor)",
+    )
     args = parser.parse_args(argv)
     try:
-        data = build_content("zero-filled" if args.zero_filled else "good",
-                             content_version=args.content_version, rule_count=args.rules)
+        data = build_content(
+            "zero-filled" if args.zero_filled else "good",
+            content_version=args.content_version,
+            rule_count=args.rules,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -177,21 +177,11 @@ def test_excerpt_is_capped(console):
 # -- bugs -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _PANIC also matches the '---[ end Kernel panic - not syncing: ... ]---' marker, which "
-    "comes last, so panic_reason becomes 'Fatal exception ]---'",
-)
 def test_panic_reason_ignores_the_end_of_panic_marker(console):
     report = parse_console(console("synthetic-two-boots-last-crashed.log"))
     assert report.panic_reason == "Fatal exception"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: scheduler frames (__schedule, schedule, schedule_timeout) are not crash machinery, so "
-    "every hung task is placed 'in __schedule' and the blocking module is never named",
-)
 def test_a_hung_task_names_the_function_that_blocked(console):
     report = parse_console(console("synthetic-hung-task-module.log"))
     assert report.kind is CrashKind.HUNG_TASK

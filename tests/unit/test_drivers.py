@@ -498,12 +498,6 @@ def test_run_driver_cell_no_host_can_take_is_an_infra_error(make_plan):
 
 
 @pytest.mark.timeout(10)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RunDriver._start builds the CellDriver (which calls host.make_ports) on the run "
-    "loop's thread without a guard, so a host that cannot make ports (e.g. no guest family "
-    "plug-in) aborts the whole run with InfrastructureError instead of ending that cell infra_error",
-)
 def test_run_driver_a_host_that_cannot_make_ports_fails_only_that_cell(make_plan):
     first, second = CELLS[:2]
     host = FakeHost(

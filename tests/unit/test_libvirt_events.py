@@ -110,12 +110,6 @@ def test_translate_lifecycle(event, detail, expected):
     assert translate_lifecycle(event, detail) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: VIR_DOMAIN_EVENT_STOPPED_CRASHED (libvirt: 'Guest crashed', sent when a panicked "
-    "guest is destroyed by on_crash) is translated to DomainStopped('qemu crashed', "
-    "guest_initiated=False), so the cell ends infra_error instead of crashed",
-)
 def test_a_guest_crash_that_stopped_the_domain_is_a_crash(plan):
     translated = translate_lifecycle(
         libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED

@@ -286,20 +286,12 @@ def test_cells_carry_the_spec_and_install_products_before_the_candidate():
 # -- bugs ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _problems checks os_family only for spec.images, not for images added by include rules",
-)
 def test_an_included_image_whose_os_family_the_candidate_lacks_cannot_run():
     message = problems_of("images: [debian12-kernel-n]\ninclude: [{image: win11-23h2}]\n")
     assert "include[0].image" in message
     assert "windows" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _problems checks products only in coinstalled, not in include rules' coinstalled",
-)
 def test_an_included_unknown_product_cannot_run():
     message = problems_of(
         "images: [debian12-kernel-n]\ninclude: [{image: debian12-kernel-n, coinstalled: [edr]}]\n"
@@ -307,19 +299,11 @@ def test_an_included_unknown_product_cannot_run():
     assert "include[0].coinstalled[0]: unknown product 'edr'" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: duplicate coinstalled sets are accepted and give two cells the same cell id",
-)
 def test_duplicate_coinstalled_sets_are_refused():
     with pytest.raises(ConfigurationError, match="coinstalled"):
         plan_of("images: [debian12-kernel-n]\ncoinstalled: [[dlp], [dlp]]\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: 'coinstalled: []' plans no cell and is reported as 'exclude rules removed every cell'",
-)
 def test_an_empty_coinstalled_list_is_named_not_blamed_on_exclude():
     with pytest.raises(ConfigurationError, match="coinstalled"):
         plan_of("images: [debian12-kernel-n]\ncoinstalled: []\n")
