@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from api.cli.junit import junit_xml
 from api.cli.progress import RunProgress, print_result
@@ -63,10 +64,10 @@ def _errors_as_exit_codes() -> Iterator[None]:
     try:
         yield
     except ConfigurationError as exc:
-        err.print(f"[bold red]bad input:[/] {exc}", highlight=False)
+        err.print(Text("bad input: ", style="bold red") + Text(str(exc)))
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     except TestbedError as exc:
-        err.print(f"[bold yellow]inconclusive ({exc.blame}):[/] {exc}", highlight=False)
+        err.print(Text(f"inconclusive ({exc.blame}): ", style="bold yellow") + Text(str(exc)))
         raise typer.Exit(EXIT_CODES[RunVerdict.INCONCLUSIVE]) from exc
 
 

@@ -101,8 +101,11 @@ def print_result(console: Console, result: RunResult) -> None:
     for column in ("cell", "kernel", "outcome", "why", "evidence"):
         table.add_column(column, overflow="fold")
     for cell in result.cells:
-        why = cell.crash_title or cell.reason
-        table.add_row(cell.cell_id, cell.kernel, outcome_text(cell.outcome), why, cell.evidence_dir or "")
+        # Text, not markup: "[testbed_sensor]" in a crash title is a module name, not a style tag.
+        why = Text(cell.crash_title or cell.reason)
+        table.add_row(
+            cell.cell_id, cell.kernel, outcome_text(cell.outcome), why, Text(cell.evidence_dir or "")
+        )
     console.print(table)
     console.print(Text(f"verdict: {result.verdict} — {result.summary}", style=_VERDICT_STYLE[result.verdict]))
-    console.print(f"evidence: {result.evidence_dir}/run.json", highlight=False)
+    console.print(Text(f"evidence: {result.evidence_dir}/run.json"))
