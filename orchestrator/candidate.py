@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.core.matrix import CandidateFacts
-from orchestrator.errors import ConfigurationError
+from orchestrator.errors import ConfigurationError, describe_validation_error
 
 MANIFEST_NAME = "candidate.yaml"
 
@@ -120,8 +120,9 @@ def load_candidate(path: Path) -> Candidate:
     try:
         manifest = CandidateManifest.model_validate(data)
     except ValidationError as exc:
-        details = "\n".join(f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"candidate: {manifest_path} is invalid:\n{details}") from exc
+        raise ConfigurationError(
+            f"candidate: {manifest_path} is invalid:\n{describe_validation_error(exc)}"
+        ) from exc
     candidate = Candidate(manifest, manifest_path.parent.resolve())
     problems = []
     names = [a.name for a in manifest.artifacts]

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.errors import ConfigurationError, describe_validation_error
 
 
 def default_state_dir() -> Path:
@@ -95,7 +95,5 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         data.update(overrides)
         return Settings(**data)
     except ValidationError as exc:
-        details = "\n".join(
-            f"  {'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        )
-        raise ConfigurationError(f"invalid settings{f' in {path}' if path else ''}:\n{details}") from exc
+        where = f" in {path}" if path else ""
+        raise ConfigurationError(f"invalid settings{where}:\n{describe_validation_error(exc)}") from exc

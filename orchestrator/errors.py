@@ -13,6 +13,8 @@ Adapters translate third-party exceptions (``libvirt.libvirtError``, ``OSError``
 ``subprocess.CalledProcessError``) into these at the boundary.
 """
 
+from pydantic import ValidationError
+
 from orchestrator.core.outcomes import Blame
 
 
@@ -46,3 +48,11 @@ class CanceledError(TestbedError):
     """Work was stopped by a person or by fail-fast."""
 
     blame = Blame.CANCELED
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One indented line per problem, each starting with the dotted path of the field."""
+    return "\n".join(
+        f"  {'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
+        for error in exc.errors()
+    )

@@ -5,6 +5,7 @@ Exit codes (also for CI): 0 passed, 1 failed (the candidate caused a failure), 2
 """
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +48,10 @@ def _console(*, stderr: bool = False) -> Console:
     """Logs of CI jobs are wide: do not wrap crash titles at 80 columns there."""
     console = Console(stderr=stderr)
     return console if console.is_terminal else Console(stderr=stderr, width=200)
+
+
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.callback()
@@ -100,6 +105,9 @@ def gate(
             f"{len(prepared.plan.cells)} cell(s) of matrix {prepared.plan.matrix_name}",
             highlight=False,
         )
+        # A CI job being stopped sends SIGTERM: treat it like Ctrl-C, so every cell still keeps its
+        # evidence and tears its domain down before the process ends.
+        signal.signal(signal.SIGTERM, _interrupt)
         with RunProgress(console, prepared.plan) as progress:
             result = run_gate(settings, prepared, progress)
         if junit is not None:

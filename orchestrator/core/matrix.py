@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.core.plan import CellPlan, ImageFacts, InstallStep, Resources, RunPlan, Timeouts
-from orchestrator.errors import ConfigurationError
+from orchestrator.errors import ConfigurationError, describe_validation_error
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -117,15 +117,7 @@ def parse_matrix(text: str, source: str = "matrix") -> MatrixSpec:
     try:
         return MatrixSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigurationError(f"{source}: invalid matrix:\n{_describe(exc)}") from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"  {location}: {error['msg']}")
-    return "\n".join(lines)
+        raise ConfigurationError(f"{source}: invalid matrix:\n{describe_validation_error(exc)}") from exc
 
 
 def cell_id_for(image: str, coinstalled: Sequence[str]) -> str:

@@ -183,35 +183,27 @@ class RunDriver:
         self._results[cell_id] = result
 
     def _canceled(self, cell: CellPlan, reason: str) -> CellResult:
-        self.emit(
-            RunEventKind.CELL_CHANGED,
-            cell_id=cell.cell_id,
-            state=CellState.DONE,
-            previous_state=CellState.PENDING,
-            phase=str(CellOutcome.CANCELED),
-            outcome=CellOutcome.CANCELED,
-            detail=reason,
-        )
-        return CellResult(
-            cell.cell_id, cell.image.name, cell.image.kernel, None, CellOutcome.CANCELED, reason
-        )
+        return self._ended_unstarted(cell, CellOutcome.CANCELED, reason)
 
     def _unplaceable(self, cell: CellPlan) -> CellResult:
-        return self._not_started(cell, f"no host can take a cell needing {cell.resources.memory_mib} MiB")
+        reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB"
+        return self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason)
 
     def _not_started(self, cell: CellPlan, reason: str) -> CellResult:
+        return self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason)
+
+    def _ended_unstarted(self, cell: CellPlan, outcome: CellOutcome, reason: str) -> CellResult:
+        """A cell that ends without ever holding a VM: one event, and a result with no evidence."""
         self.emit(
             RunEventKind.CELL_CHANGED,
             cell_id=cell.cell_id,
             state=CellState.DONE,
             previous_state=CellState.PENDING,
-            phase=str(CellOutcome.INFRA_ERROR),
-            outcome=CellOutcome.INFRA_ERROR,
+            phase=str(outcome),
+            outcome=outcome,
             detail=reason,
         )
-        return CellResult(
-            cell.cell_id, cell.image.name, cell.image.kernel, None, CellOutcome.INFRA_ERROR, reason
-        )
+        return CellResult(cell.cell_id, cell.image.name, cell.image.kernel, None, outcome, reason)
 
 
 def _describe(event: CellEvent) -> str:

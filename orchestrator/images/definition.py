@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.errors import ConfigurationError, describe_validation_error
 
 BUILDER_REVISION = "2026-11-25.2"
 """Bumped whenever a builder changes what it puts into an image, so cached builds are redone."""
@@ -63,8 +63,7 @@ def load_definition(path: Path) -> DebianImage | InitramfsImage:
     try:
         return _DEFINITION.validate_python(data)
     except ValidationError as exc:
-        details = "\n".join(f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"image definition {path}:\n{details}") from exc
+        raise ConfigurationError(f"image definition {path}:\n{describe_validation_error(exc)}") from exc
 
 
 def load_definitions(directories: list[Path]) -> dict[str, DebianImage | InitramfsImage]:

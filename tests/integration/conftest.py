@@ -71,7 +71,7 @@ def sample_candidates(tmp_path_factory: pytest.TempPathFactory, kernels: list[st
     return built
 
 
-def testbed_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], list[Path]]:
+def find_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], list[Path]]:
     """Testbed domains (through libvirt) and overlays (on the filesystem) still present."""
     host = LibvirtHost(settings.hosts[0])
     host.connect()
@@ -88,7 +88,7 @@ def testbed_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], 
 def nothing_left_behind(settings: Settings) -> Iterator[None]:
     """After the whole suite: no testbed domain and no overlay, per libvirt and per filesystem."""
     yield
-    domains, overlays = testbed_leftovers(settings)
+    domains, overlays = find_leftovers(settings)
     assert domains == [], f"testbed domains left behind: {domains}"
     assert overlays == [], f"overlays left behind: {overlays}"
 
@@ -109,7 +109,7 @@ def gate(settings: Settings, images: dict[str, ImageRecord], tmp_path: Path) -> 
                 events.append(event)
 
         result = run_gate(settings, prepare_gate(settings, matrix, candidate), collect)
-        domains, overlays = testbed_leftovers(settings, result.run_id)
+        domains, overlays = find_leftovers(settings, result.run_id)
         assert domains == [], f"run {result.run_id} left domains: {domains}"
         assert overlays == [], f"run {result.run_id} left overlays: {overlays}"
         return result, events

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.config import Settings
 from orchestrator.images.catalog import ImageRecord
-from tests.integration.conftest import testbed_leftovers
+from tests.integration.conftest import find_leftovers
 
 pytestmark = pytest.mark.integration
 
@@ -139,4 +139,34 @@ def test_gate_json_and_junit_for_a_hung_control_guest(
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "1" and suite.get("failures") == "1"
     assert suite.find("testcase/failure").get("type") == "hung"
-    assert testbed_leftovers(settings, result["run_id"]) == ([], [])
+    assert find_leftovers(settings, result["run_id"]) == ([], [])
+
+
+def test_sigterm_cancels_the_run_and_still_cleans_up(
+    tmp_path: Path, settings: Settings, images: dict[str, ImageRecord], sample_candidates: dict[str, Path]
+) -> None:
+    del images
+    matrix = tmp_path / "hang.yaml"
+    matrix.write_text("name: cli-cancel\nimages: [control-hang]\ntimeouts: {ready: 600}\n")
+    process = subprocess.Popen(
+        [TESTBED, "gate", "--matrix", str(matrix), "--candidate", str(sample_candidates["good"]), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    progress = []
+    for line in process.stderr:  # progress lines go to stderr with --json
+        progress.append(line)
+        if "booting" in line:
+            break
+    process.terminate()
+    stdout, _ = process.communicate(timeout=120)
+
+    assert process.returncode == 2, "".join(progress)  # canceled: no answer either way
+    result = json.loads(stdout)
+    assert result["verdict"] == "inconclusive"
+    (cell,) = result["cells"]
+    assert cell["outcome"] == "canceled"
+    assert "interrupted" in cell["reason"]
+    assert find_leftovers(settings, result["run_id"]) == ([], [])
