@@ -6,6 +6,7 @@ works for a remote ``qemu+ssh://`` host as for this machine.
 """
 
 import contextlib
+import hashlib
 import ipaddress
 import json
 import threading
@@ -21,7 +22,12 @@ from orchestrator.adapters.libvirt_events import DomainEventHub, DomainListener,
 from orchestrator.config import HostConfig
 from orchestrator.errors import ConfigurationError, InfrastructureError
 
-POOL_NAME = "endpoint-testbed"
+POOL_PREFIX = "endpoint-testbed-"
+
+
+def pool_name(path: Path) -> str:
+    """One libvirt pool per overlay directory, so two state directories never share a pool."""
+    return POOL_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:10]
 
 
 def _quiet_libvirt_errors(_context: object, _error: object) -> None:
@@ -54,7 +60,7 @@ def network_xml(name: str, bridge: str, cidr: str) -> str:
 
 def pool_xml(path: Path) -> str:
     return f"""<pool type='dir'>
-  <name>{POOL_NAME}</name>
+  <name>{pool_name(path)}</name>
   <target><path>{path}</path></target>
 </pool>
 """
@@ -170,7 +176,7 @@ class LibvirtHost:
                 return self._pool
             try:
                 try:
-                    pool = self.connection.storagePoolLookupByName(POOL_NAME)
+                    pool = self.connection.storagePoolLookupByName(pool_name(path))
                 except libvirt.libvirtError:
                     pool = self.connection.storagePoolDefineXML(pool_xml(path), 0)
                     pool.build(0)
