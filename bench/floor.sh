@@ -22,20 +22,20 @@ boot_id() {
     | sed -n 's/.*"out-data":"\([^"]*\)".*/\1/p' | base64 -d
 }
 
-wait_ready() {  # $1: the boot id that must change
+wait_ready() {  # $1: the boot id that must change; sets mark and ip
   local id=""
   until id=$(boot_id) && [ -n "$id" ] && [ "$id" != "$1" ]; do sleep 1; done
   until ip=$($virsh domifaddr "$name" --source agent 2>/dev/null | awk '/ipv4/ && $4 !~ /^127/ {split($4,a,"/"); print a[1]}') && [ -n "$ip" ]; do sleep 1; done
   $virsh set-user-sshkeys "$name" root --file "$key.pub"
   until ssh "${ssh_opts[@]}" "root@$ip" true 2>/dev/null; do sleep 1; done
   sleep "$stability"
-  echo "$id"
+  mark=$id
 }
 
 qemu-img create -q -f qcow2 -F qcow2 -b "$backing" "$overlay"
 $virsh define "$xml" >/dev/null
 $virsh start "$name" >/dev/null
-mark=$(wait_ready none)
+wait_ready none
 
 package=$(cd "$candidate" && ls ./*.tar.gz)
 content=$(cd "$candidate" && ls content/*)
@@ -47,5 +47,5 @@ sleep "$stability"
 
 for _ in $(seq 1 "$reboots"); do
   $virsh reboot "$name" --mode agent >/dev/null
-  mark=$(wait_ready "$mark")
+  wait_ready "$mark"
 done

@@ -126,9 +126,15 @@ def load_candidate(path: Path) -> Candidate:
     candidate = Candidate(manifest, manifest_path.parent.resolve())
     problems = []
     names = [a.name for a in manifest.artifacts]
+    file_names = [Path(a.path).name for a in manifest.artifacts]
     for index, artifact in enumerate(manifest.artifacts):
         if names.count(artifact.name) > 1:
             problems.append(f"artifacts[{index}].name: {artifact.name!r} is used more than once")
+        if file_names.count(file_names[index]) > 1:
+            problems.append(
+                f"artifacts[{index}].path: file name {file_names[index]!r} is used by another artifact too "
+                "(guests stage artifacts by file name)"
+            )
         file = candidate.path_of(artifact)
         if not file.is_relative_to(candidate.root):
             problems.append(

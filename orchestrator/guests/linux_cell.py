@@ -5,8 +5,12 @@ installs. Crash detection: libvirt lifecycle events (pvpanic), never polling. Cr
 the serial console, parsed syzkaller-style.
 """
 
+import base64
+import io
 import ipaddress
 import json
+import shlex
+import tarfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,26 @@ from orchestrator.guests.run_context import RunContext
 
 STAGE_DIR = "/var/tmp/testbed-candidate"  # noqa: S108 - a path inside the guest, owned by root
 DOMAIN_LOG_TAIL_LINES = 200
+
+
+def staging_script(stage_dir: str, files: list[tuple[str, Path]]) -> str:
+    """A POSIX sh script that writes the artifacts into ``stage_dir`` in the guest.
+
+    It travels with ansible's ``script`` module: a file transfer and ``sh``, no Python in the
+    guest, which under TCG saves seconds per module. The digests are checked after it ran.
+    """
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, path in files:
+            tar.add(path, arcname=name)
+    payload = base64.encodebytes(archive.getvalue()).decode()
+    return (
+        "#!/bin/sh\nset -eu\n"
+        f"mkdir -p -m 0700 {shlex.quote(stage_dir)}\n"
+        f"cd {shlex.quote(stage_dir)}\n"
+        "base64 -d <<'TESTBED_ARTIFACTS' | tar -xf - --no-same-owner\n"
+        f"{payload}TESTBED_ARTIFACTS\n"
+    )
 
 
 class LinuxLibvirtCell:
@@ -127,19 +151,19 @@ class LinuxLibvirtCell:
         if package is None:
             raise InfrastructureError(f"the candidate has no sensor package for {self.plan.image.os_family}")
         artifacts = candidate.artifacts_for(self.plan.image.os_family)
+        bundle = self._run.work_dir / self.plan.cell_id / "stage-artifacts.sh"
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        bundle.write_text(
+            staging_script(STAGE_DIR, [(Path(a.path).name, candidate.path_of(a)) for a in artifacts])
+        )
         installer_args: list[str] = []
         for content in candidate.content_files():
             installer_args += ["--content", f"{STAGE_DIR}/{Path(content.path).name}"]
         return {
             "testbed_stage_dir": STAGE_DIR,
+            "testbed_bundle": str(bundle),
             "testbed_artifacts": [
-                {
-                    "name": a.name,
-                    "kind": str(a.kind),
-                    "src": str(candidate.path_of(a)),
-                    "file": Path(a.path).name,
-                    "sha256": a.sha256,
-                }
+                {"name": a.name, "kind": str(a.kind), "file": Path(a.path).name, "sha256": a.sha256}
                 for a in artifacts
             ],
             "testbed_sensor_package": Path(package.path).name,

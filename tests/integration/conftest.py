@@ -71,6 +71,17 @@ def sample_candidates(tmp_path_factory: pytest.TempPathFactory, kernels: list[st
     return built
 
 
+@pytest.fixture(scope="session")
+def candidate_without_kernel_n(tmp_path_factory: pytest.TempPathFactory, kernels: list[str]) -> Path:
+    """The sample sensor built for every kernel but the first (N): its installer must refuse N."""
+    out = tmp_path_factory.mktemp("candidate-without-n") / "candidate"
+    arguments = ["--out", str(out), "--content", "good"]
+    for kernel in kernels[1:]:
+        arguments += ["--kernel", kernel]
+    assert _load_sample_builder().main(arguments) == 0
+    return out
+
+
 def find_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], list[Path]]:
     """Testbed domains (through libvirt) and overlays (on the filesystem) still present."""
     host = LibvirtHost(settings.hosts[0])

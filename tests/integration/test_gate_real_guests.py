@@ -108,3 +108,21 @@ timeouts: {ready: 240, stability: 5}
     # Each reboot may reset the machine more than once (kernel, then firmware): counted as one.
     resets = [e for e in events if e.cause == "DomainReset"]
     assert len(resets) >= 3
+
+
+def test_installer_that_refuses_the_kernel_is_install_failed(
+    gate: GateRunner, candidate_without_kernel_n: Path
+) -> None:
+    matrix = """
+name: unsupported-kernel
+images: [debian12-kernel-n]
+reboots: 0
+timeouts: {ready: 420, stability: 5}
+"""
+    result, _ = gate(matrix, candidate_without_kernel_n)
+
+    (cell,) = result.cells
+    assert cell.outcome is CellOutcome.INSTALL_FAILED, cell.reason
+    assert "candidate: run the sensor installer" in cell.reason  # blamed on the candidate's task
+    assert "kernel 6.1.0-56-amd64 is not supported" in cell.reason
+    assert result.verdict is RunVerdict.FAILED

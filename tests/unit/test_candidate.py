@@ -210,3 +210,26 @@ def test_every_file_problem_is_reported_at_once(candidate_dir):
         "artifacts[2].name",
     ]:
         assert fragment in message
+
+
+def test_two_artifacts_with_the_same_file_name_are_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.bin").write_bytes(b"one")
+    (tmp_path / "x.bin").write_bytes(b"two")
+    (tmp_path / "pkg.tar.gz").write_bytes(b"pkg")
+    digest = {
+        name: hashlib.sha256(data).hexdigest()
+        for name, data in [("one", b"one"), ("two", b"two"), ("pkg", b"pkg")]
+    }
+    (tmp_path / "candidate.yaml").write_text(
+        "name: c\nversion: '1'\nartifacts:\n"
+        "  - {name: pkg, kind: sensor_package, os_family: linux, path: pkg.tar.gz, "
+        f"sha256: {digest['pkg']}}}\n"
+        f"  - {{name: one, kind: content, path: a/x.bin, sha256: {digest['one']}}}\n"
+        f"  - {{name: two, kind: content, path: x.bin, sha256: {digest['two']}}}\n"
+    )
+
+    with pytest.raises(
+        ConfigurationError, match=r"artifacts\[1\]\.path: file name 'x.bin' is used by another"
+    ):
+        load_candidate(tmp_path)
