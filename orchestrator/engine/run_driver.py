@@ -113,7 +113,7 @@ class RunDriver:
                     pending = []
                 continue
             try:
-                cell_id, result = self._finished.get()
+                cell_id, result = self._next_finished()
             except KeyboardInterrupt:
                 self.cancel("interrupted by the user")
                 continue
@@ -126,6 +126,15 @@ class RunDriver:
         verdict = self.verdict(results)
         self.emit(RunEventKind.RUN_FINISHED, verdict=verdict.verdict, detail=verdict.summary)
         return results
+
+    def _next_finished(self) -> tuple[str, CellResult]:
+        """Wait for a cell to finish, waking often: the kernel may hand SIGINT/SIGTERM to another
+        thread, and Python runs signal handlers only when the main thread runs."""
+        while True:
+            try:
+                return self._finished.get(timeout=0.5)
+            except queue.Empty:
+                continue
 
     @staticmethod
     def verdict(results: Sequence[CellResult]) -> Verdict:

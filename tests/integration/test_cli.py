@@ -161,7 +161,12 @@ def test_sigterm_cancels_the_run_and_still_cleans_up(
         if "booting" in line:
             break
     process.terminate()
-    stdout, _ = process.communicate(timeout=120)
+    try:
+        stdout, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # never leave a gate running behind the suite
+            process.kill()
+            process.communicate()
 
     assert process.returncode == 2, "".join(progress)  # canceled: no answer either way
     result = json.loads(stdout)
