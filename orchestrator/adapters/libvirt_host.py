@@ -210,14 +210,6 @@ class LibvirtHost:
         except libvirt.libvirtError as exc:
             raise InfrastructureError(f"host {self.name}: cannot delete overlay {name}: {exc}") from exc
 
-    def overlay_exists(self, pool_path: Path, name: str) -> bool:
-        pool = self.ensure_pool(pool_path)
-        try:
-            pool.storageVolLookupByName(name)
-        except libvirt.libvirtError:
-            return False
-        return True
-
     # -- domains ----------------------------------------------------------------------------
 
     def define_and_start(self, xml: str) -> None:

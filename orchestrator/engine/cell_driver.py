@@ -7,7 +7,6 @@ inline, and any testbed error they raise becomes an ``InfraFailed`` event.
 """
 
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,7 +100,6 @@ class CellDriver:
         self._phase_started = clock()
         self._started_at: float | None = None
         self._evidence = Evidence()
-        self._lock = threading.Lock()
 
     @property
     def context(self) -> CellContext:
