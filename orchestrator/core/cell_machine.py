@@ -84,6 +84,8 @@ class CellContext:
         match self.state:
             case CellState.BOOTING:
                 return f"boot {self.boot + 1}/{boots}: waiting for readiness"
+            case CellState.STABILIZING if self.installed and self.boot == 0:
+                return f"boot 1/{boots}: stability window after install"
             case CellState.STABILIZING:
                 return f"boot {self.boot + 1}/{boots}: stability window"
             case CellState.INSTALLING:

@@ -466,6 +466,7 @@ def test_stale_events_leave_the_cell_unchanged(name, event, plan):
         ("booting", "boot 1/2: waiting for readiness"),
         ("stabilizing", "boot 1/2: stability window"),
         ("installing", "install candidate"),
+        ("stabilizing-after-install", "boot 1/2: stability window after install"),
         ("rebooting", "boot 2/2: waiting for readiness"),
         ("last-stabilizing", "boot 2/2: stability window"),
     ],

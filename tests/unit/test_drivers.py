@@ -263,7 +263,7 @@ def test_cell_driver_reports_every_change_and_times_every_phase(make_plan):
         "boot 1/2: waiting for readiness",
         "boot 1/2: stability window",
         "install candidate",
-        "boot 1/2: stability window",
+        "boot 1/2: stability window after install",
         "boot 2/2: waiting for readiness",
         "boot 2/2: stability window",
     ]
