@@ -110,51 +110,28 @@ def run_playbook(
     recorder = _EventRecorder(events_log)
     # ssh control sockets must fit in 108 bytes: a deep private_data_dir would not.
     with tempfile.TemporaryDirectory(prefix="tb-ssh-") as control_dir:
-        runner = _run(
-            playbook=playbook,
-            private_data_dir=private_data_dir,
-            target=target,
+        runner = ansible_runner.run(
+            private_data_dir=str(private_data_dir),
+            playbook=str(playbook),
+            inventory=inventory_for(target),
             extravars=extravars,
-            recorder=recorder,
-            timeout_s=timeout_s,
-            cancel=cancel,
-            control_dir=Path(control_dir),
+            envvars={
+                "ANSIBLE_HOST_KEY_CHECKING": "False",
+                "ANSIBLE_LOCAL_TEMP": str(private_data_dir / "tmp"),
+                "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir,
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_RETRY_FILES_ENABLED": "False",
+                # Guests under TCG start Python slowly: send modules down the open connection.
+                "ANSIBLE_PIPELINING": "True",
+                # ansible-playbook lives beside this interpreter, whether or not the venv is activated.
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            },
+            event_handler=recorder,
+            cancel_callback=cancel.is_set,
+            timeout=max(1, int(timeout_s)),
+            quiet=True,
         )
     return _classify(runner, recorder, timeout_s)
-
-
-def _run(
-    *,
-    playbook: Path,
-    private_data_dir: Path,
-    target: SshTarget,
-    extravars: dict[str, Any],
-    recorder: "_EventRecorder",
-    timeout_s: float,
-    cancel: threading.Event,
-    control_dir: Path,
-) -> Any:
-    return ansible_runner.run(
-        private_data_dir=str(private_data_dir),
-        playbook=str(playbook),
-        inventory=inventory_for(target),
-        extravars=extravars,
-        envvars={
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
-            "ANSIBLE_LOCAL_TEMP": str(private_data_dir / "tmp"),
-            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_RETRY_FILES_ENABLED": "False",
-            # Guests under TCG start Python slowly: send modules down the open connection.
-            "ANSIBLE_PIPELINING": "True",
-            # ansible-playbook lives beside this interpreter, whether or not the venv is activated.
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        },
-        event_handler=recorder,
-        cancel_callback=cancel.is_set,
-        timeout=max(1, int(timeout_s)),
-        quiet=True,
-    )
 
 
 def _classify(runner: Any, recorder: "_EventRecorder", timeout_s: float) -> PlaybookResult:

@@ -84,7 +84,7 @@ class LibvirtHost:
         self.name = config.name
         self.events = DomainEventHub()
         self._connection: libvirt.virConnect | None = None
-        self._pool: libvirt.virStoragePool | None = None
+        self._pools: dict[Path, libvirt.virStoragePool] = {}
         self._lock = threading.Lock()
 
     # -- connection -------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class LibvirtHost:
             with contextlib.suppress(libvirt.libvirtError):
                 self._connection.close()
             self._connection = None
-            self._pool = None
+            self._pools = {}
 
     @property
     def connection(self) -> libvirt.virConnect:
@@ -172,8 +172,8 @@ class LibvirtHost:
         Refreshing again later would race volume creation ("asynchronous jobs running").
         """
         with self._lock:
-            if self._pool is not None:
-                return self._pool
+            if path in self._pools:
+                return self._pools[path]
             try:
                 try:
                     pool = self.connection.storagePoolLookupByName(pool_name(path))
@@ -185,7 +185,7 @@ class LibvirtHost:
                 pool.refresh(0)
             except libvirt.libvirtError as exc:
                 raise InfrastructureError(f"host {self.name}: storage pool at {path}: {exc}") from exc
-            self._pool = pool
+            self._pools[path] = pool
             return pool
 
     def create_overlay(self, pool_path: Path, name: str, backing: Path) -> Path:

@@ -99,7 +99,9 @@ class RunDriver:
         while pending or self._running:
             if self._cancel_reason is not None:
                 for cell in pending:
-                    self._record(cell.cell_id, self._canceled(cell, self._cancel_reason))
+                    self._record(
+                        cell.cell_id, self._ended_unstarted(cell, CellOutcome.CANCELED, self._cancel_reason)
+                    )
                 pending = []
             else:
                 before = len(pending)
@@ -177,7 +179,10 @@ class RunDriver:
             )
         except Exception as exc:  # noqa: BLE001 - one cell the host cannot take must not end the run
             self._record(
-                cell.cell_id, self._not_started(cell, f"host {host_name} cannot run this cell: {exc}")
+                cell.cell_id,
+                self._ended_unstarted(
+                    cell, CellOutcome.INFRA_ERROR, f"host {host_name} cannot run this cell: {exc}"
+                ),
             )
             return
         with self._lock:
@@ -191,14 +196,8 @@ class RunDriver:
     def _record(self, cell_id: str, result: CellResult) -> None:
         self._results[cell_id] = result
 
-    def _canceled(self, cell: CellPlan, reason: str) -> CellResult:
-        return self._ended_unstarted(cell, CellOutcome.CANCELED, reason)
-
     def _unplaceable(self, cell: CellPlan) -> CellResult:
         reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB"
-        return self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason)
-
-    def _not_started(self, cell: CellPlan, reason: str) -> CellResult:
         return self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason)
 
     def _ended_unstarted(self, cell: CellPlan, outcome: CellOutcome, reason: str) -> CellResult:
