@@ -7,6 +7,7 @@ install playbook checks the digests again inside each guest.
 import hashlib
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +25,26 @@ class ArtifactKind(StrEnum):
     CONTENT = "content"  # a content / channel file the sensor parses
 
 
+class CountField(BaseModel):
+    """A number in a content file's header that says how many records (or bytes) follow."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    offset: int = Field(ge=0, le=1 << 20)
+    size: Literal[1, 2, 4, 8] = 4
+    byteorder: Literal["little", "big"] = "little"
+
+
+class ContentSchema(BaseModel):
+    """What the candidate declares about a content file's layout, so variants can target it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    header_size: int | None = Field(None, ge=1, le=1 << 20, description="bytes of the fixed header")
+    count_fields: list[CountField] = Field(default_factory=list)
+
+
 class Artifact(BaseModel):
     """One pinned file."""
 
@@ -34,11 +55,28 @@ class Artifact(BaseModel):
     os_family: str | None = None
     path: str = Field(min_length=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sensor_version: str | None = Field(
+        None,
+        pattern=r"^[0-9A-Za-z][0-9A-Za-z.+~-]{0,63}$",
+        description="sensor packages: the sensor release inside (default: the candidate's version)",
+    )
+    health_check: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="sensor packages: a shell command run as root in the guest after every boot once "
+        "installed; exit status 0 means the sensor is healthy",
+    )
+    schema_: ContentSchema | None = Field(None, alias="schema", description="content files: layout")
 
     @model_validator(mode="after")
-    def _package_names_family(self) -> "Artifact":
+    def _fields_fit_the_kind(self) -> "Artifact":
         if self.kind is ArtifactKind.SENSOR_PACKAGE and not self.os_family:
             raise ValueError("a sensor_package must name its os_family")
+        if self.kind is not ArtifactKind.SENSOR_PACKAGE and (self.sensor_version or self.health_check):
+            raise ValueError("sensor_version and health_check belong to sensor_package artifacts")
+        if self.kind is not ArtifactKind.CONTENT and self.schema_ is not None:
+            raise ValueError("schema belongs to content artifacts")
         return self
 
 
@@ -70,21 +108,31 @@ class Candidate:
     def path_of(self, artifact: Artifact) -> Path:
         return (self.root / artifact.path).resolve()
 
-    def sensor_package(self, os_family: str) -> Artifact | None:
-        return next(
-            (
-                a
-                for a in self.manifest.artifacts
-                if a.kind is ArtifactKind.SENSOR_PACKAGE and a.os_family == os_family
-            ),
-            None,
-        )
+    def sensor_version_of(self, artifact: Artifact) -> str:
+        return artifact.sensor_version or self.version
+
+    def sensor_packages(self, os_family: str) -> list[Artifact]:
+        return [
+            a
+            for a in self.manifest.artifacts
+            if a.kind is ArtifactKind.SENSOR_PACKAGE and a.os_family == os_family
+        ]
+
+    def sensor_package(self, os_family: str, sensor_version: str | None = None) -> Artifact | None:
+        """The package for one family; without a version, the one of the candidate's own release
+        (or the only one there is)."""
+        packages = self.sensor_packages(os_family)
+        wanted = sensor_version or self.version
+        exact = [a for a in packages if self.sensor_version_of(a) == wanted]
+        if exact:
+            return exact[0]
+        return packages[0] if sensor_version is None and len(packages) == 1 else None
 
     def content_files(self) -> list[Artifact]:
         return [a for a in self.manifest.artifacts if a.kind is ArtifactKind.CONTENT]
 
-    def artifacts_for(self, os_family: str) -> list[Artifact]:
-        package = self.sensor_package(os_family)
+    def artifacts_for(self, os_family: str, sensor_version: str | None = None) -> list[Artifact]:
+        package = self.sensor_package(os_family, sensor_version)
         return ([package] if package else []) + self.content_files()
 
     def facts(self) -> CandidateFacts:
@@ -97,6 +145,10 @@ class Candidate:
                 if a.kind is ArtifactKind.SENSOR_PACKAGE and a.os_family
             ),
             artifact_digests={a.name: a.sha256 for a in self.manifest.artifacts},
+            sensor_versions={
+                family: tuple(sorted({self.sensor_version_of(a) for a in self.sensor_packages(family)}))
+                for family in {a.os_family for a in self.manifest.artifacts if a.os_family}
+            },
         )
 
 
@@ -126,6 +178,7 @@ def load_candidate(path: Path) -> Candidate:
     candidate = Candidate(manifest, manifest_path.parent.resolve())
     problems = []
     names = [a.name for a in manifest.artifacts]
+    releases = [(a.os_family, candidate.sensor_version_of(a)) for a in manifest.artifacts if a.os_family]
     file_names = [Path(a.path).name for a in manifest.artifacts]
     for index, artifact in enumerate(manifest.artifacts):
         if names.count(artifact.name) > 1:
@@ -134,6 +187,12 @@ def load_candidate(path: Path) -> Candidate:
             problems.append(
                 f"artifacts[{index}].path: file name {file_names[index]!r} is used by another artifact too "
                 "(guests stage artifacts by file name)"
+            )
+        release = (artifact.os_family, candidate.sensor_version_of(artifact))
+        if artifact.os_family and releases.count(release) > 1:
+            problems.append(
+                f"artifacts[{index}].sensor_version: two {artifact.os_family} sensor packages are both "
+                f"version {release[1]} (give each its sensor_version)"
             )
         file = candidate.path_of(artifact)
         if not file.is_relative_to(candidate.root):

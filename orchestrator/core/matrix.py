@@ -7,7 +7,7 @@ co-installed products, and either returns a whole :class:`RunPlan` or raises one
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 from typing import Any
 
@@ -104,6 +104,7 @@ class CandidateFacts:
     version: str
     os_families: frozenset[str]
     artifact_digests: Mapping[str, str]
+    sensor_versions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per OS family
 
 
 def parse_matrix(text: str, source: str = "matrix") -> MatrixSpec:

@@ -233,3 +233,38 @@ def test_two_artifacts_with_the_same_file_name_are_refused(tmp_path):
         ConfigurationError, match=r"artifacts\[1\]\.path: file name 'x.bin' is used by another"
     ):
         load_candidate(tmp_path)
+
+
+def test_health_check_and_sensor_version_belong_to_sensor_packages(candidate_dir):
+    write_manifest(candidate_dir, [package(), content(health_check="true")])
+    assert "sensor_version and health_check belong to sensor_package artifacts" in problems(candidate_dir)
+
+
+def test_two_packages_of_one_family_need_distinct_sensor_versions(candidate_dir):
+    (candidate_dir / "pkg" / "old.tar.gz").write_bytes(PACKAGE)
+    write_manifest(candidate_dir, [package(), package(name="sensor-old", path="pkg/old.tar.gz"), content()])
+    assert "artifacts[1].sensor_version: two linux sensor packages are both version 7.1.0" in problems(
+        candidate_dir
+    )
+
+
+def test_sensor_versions_pick_their_package(candidate_dir):
+    (candidate_dir / "pkg" / "old.tar.gz").write_bytes(PACKAGE)
+    old = package(name="sensor-old", path="pkg/old.tar.gz", sensor_version="7.0.3", health_check="true")
+    write_manifest(candidate_dir, [package(), old, content()])
+    candidate = load_candidate(candidate_dir)
+    assert candidate.facts().sensor_versions == {"linux": ("7.0.3", "7.1.0")}
+    assert candidate.sensor_package("linux").name == "sensor-linux"  # the candidate's own release
+    assert candidate.sensor_package("linux", "7.0.3").health_check == "true"
+    assert candidate.sensor_package("linux", "6.0") is None
+
+
+def test_content_schema_declares_count_fields(candidate_dir):
+    schema = {"header_size": 64, "count_fields": [{"name": "field_count", "offset": 16, "size": 4}]}
+    write_manifest(candidate_dir, [package(), content(schema=schema)])
+    (channel,) = load_candidate(candidate_dir).content_files()
+    assert channel.schema_ is not None
+    assert channel.schema_.count_fields[0].offset == 16
+    negative = {"count_fields": [{"name": "n", "offset": -1}]}
+    write_manifest(candidate_dir, [package(), content(schema=negative)])
+    assert "artifacts.1.schema.count_fields.0.offset" in problems(candidate_dir)
