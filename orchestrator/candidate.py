@@ -178,7 +178,7 @@ def load_candidate(path: Path) -> Candidate:
     candidate = Candidate(manifest, manifest_path.parent.resolve())
     problems = []
     names = [a.name for a in manifest.artifacts]
-    releases = [(a.os_family, candidate.sensor_version_of(a)) for a in manifest.artifacts if a.os_family]
+    releases = [(a.os_family or "", candidate.sensor_version_of(a)) for a in manifest.artifacts]
     file_names = [Path(a.path).name for a in manifest.artifacts]
     for index, artifact in enumerate(manifest.artifacts):
         if names.count(artifact.name) > 1:
@@ -188,7 +188,7 @@ def load_candidate(path: Path) -> Candidate:
                 f"artifacts[{index}].path: file name {file_names[index]!r} is used by another artifact too "
                 "(guests stage artifacts by file name)"
             )
-        release = (artifact.os_family, candidate.sensor_version_of(artifact))
+        release = (artifact.os_family or "", candidate.sensor_version_of(artifact))
         if artifact.os_family and releases.count(release) > 1:
             problems.append(
                 f"artifacts[{index}].sensor_version: two {artifact.os_family} sensor packages are both "

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrator.core.plan import CellPlan, ImageFacts, InstallStep, Resources, RunPlan, Timeouts
-from orchestrator.errors import ConfigurationError, describe_validation_error
+from orchestrator.core.errors import ConfigurationError, describe_validation_error
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
