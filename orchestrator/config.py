@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     network_bridge: str = "tbbr0"
     network_cidr: str = "192.168.123.0/24"
     debian_mirror: str = "http://deb.debian.org/debian"
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the run store, e.g. postgresql+psycopg://user@host/db; "
+        "default: SQLite (WAL) at <state_dir>/testbed.db",
+    )
+    upload_limit_mib: int = Field(512, ge=1, le=65536, description="largest candidate bundle accepted")
+    upload_unpacked_limit_mib: int = Field(
+        2048, ge=1, le=262144, description="largest total size of a bundle's files once unpacked"
+    )
+    upload_max_members: int = Field(1000, ge=1, le=100000, description="most entries a bundle may hold")
 
     @field_validator("hosts")
     @classmethod
@@ -69,6 +79,15 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.state_dir / "runs"
+
+    @property
+    def candidates_dir(self) -> Path:
+        return self.state_dir / "candidates"
+
+    @property
+    def database_file(self) -> Path:
+        """Where the embedded SQLite run store lives when no ``database_url`` is set."""
+        return self.state_dir / "testbed.db"
 
     def pool_dir(self, host: HostConfig) -> Path:
         return host.pool_dir or self.state_dir / "pool"
