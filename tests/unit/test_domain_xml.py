@@ -20,9 +20,18 @@ from orchestrator.errors import ConfigurationError
 pytestmark = pytest.mark.unit
 
 SCHEMAS = Path("/usr/share/libvirt/schemas")
-TEMPLATE = "domain-linux.xml.j2"
 RUN_ID = "20261125-171500-ab12"
 CELL_ID = "debian12-kernel-n+dlp"
+
+
+@pytest.fixture
+def test_connection():
+    """libvirt's test:///default driver: parses and keeps definitions like a real daemon, no hypervisor."""
+    import libvirt
+
+    connection = libvirt.open("test:///default")
+    yield connection
+    connection.close()
 
 
 def schema(name: str) -> etree.RelaxNG:
@@ -71,12 +80,12 @@ def spec(**changes) -> DomainSpec:
 
 def test_domain_xml_matches_the_snapshot(snapshots_dir):
     expected = (snapshots_dir / "domain-linux-kvm.xml").read_text()
-    assert render_domain_xml(spec(), TEMPLATE) == expected
+    assert render_domain_xml(spec()) == expected
 
 
 @pytest.mark.parametrize("domain_type", ["kvm", "qemu"])
 def test_domain_xml_is_valid_for_libvirt(domain_type):
-    assert_valid("domain", render_domain_xml(spec(domain_type=domain_type), TEMPLATE))
+    assert_valid("domain", render_domain_xml(spec(domain_type=domain_type)))
 
 
 @pytest.mark.parametrize(
@@ -84,13 +93,13 @@ def test_domain_xml_is_valid_for_libvirt(domain_type):
     [("kvm", ["host-passthrough"]), ("qemu", [])],
 )
 def test_domain_type_and_cpu(domain_type, cpu_modes):
-    domain = etree.fromstring(render_domain_xml(spec(domain_type=domain_type), TEMPLATE).encode())
+    domain = etree.fromstring(render_domain_xml(spec(domain_type=domain_type)).encode())
     assert domain.get("type") == domain_type
     assert domain.xpath("cpu/@mode") == cpu_modes
 
 
 def test_domain_xml_has_what_crash_detection_needs():
-    domain = etree.fromstring(render_domain_xml(spec(), TEMPLATE).encode())
+    domain = etree.fromstring(render_domain_xml(spec()).encode())
     assert domain.find("features/acpi") is not None  # the guest finds pvpanic through ACPI
     assert domain.xpath("devices/panic/@model") == ["isa"]
     assert domain.findtext("on_crash") == "preserve"
@@ -104,7 +113,7 @@ def test_domain_xml_has_what_crash_detection_needs():
 
 def test_domain_xml_carries_the_spec():
     given = spec()
-    domain = etree.fromstring(render_domain_xml(given, TEMPLATE).encode())
+    domain = etree.fromstring(render_domain_xml(given).encode())
     ns = {"tb": METADATA_NAMESPACE}
     assert domain.findtext("name") == given.name
     assert domain.xpath("metadata/tb:cell/tb:run/text()", namespaces=ns) == [RUN_ID]
@@ -124,11 +133,87 @@ def test_domain_xml_carries_the_spec():
 def test_domain_xml_escapes_what_it_is_given():
     awkward = "console=ttyS0 testbed.tag='a&b' <x> \"q\""
     given = spec(cmdline=awkward, cell_id="cell<&>'\"")
-    domain = assert_valid("domain", render_domain_xml(given, TEMPLATE))
+    domain = assert_valid("domain", render_domain_xml(given))
     assert domain.findtext("os/cmdline") == awkward
     assert domain.xpath("metadata/tb:cell/tb:id/text()", namespaces={"tb": METADATA_NAMESPACE}) == [
         "cell<&>'\""
     ]
+
+
+def test_domain_xml_carries_the_attempt():
+    ns = {"tb": METADATA_NAMESPACE}
+    first = etree.fromstring(render_domain_xml(spec()).encode())
+    third = etree.fromstring(render_domain_xml(spec(attempt=3)).encode())
+    assert first.xpath("metadata/tb:cell/tb:attempt/text()", namespaces=ns) == ["1"]
+    assert third.xpath("metadata/tb:cell/tb:attempt/text()", namespaces=ns) == ["3"]
+
+
+def test_no_network_filter_by_default():
+    domain = etree.fromstring(render_domain_xml(spec()).encode())
+    assert domain.find("devices/interface/filterref") is None
+
+
+def test_network_filter_is_referenced_on_the_interface():
+    domain = assert_valid("domain", render_domain_xml(spec(network_filter="endpoint-testbed-guest")))
+    (filterref,) = domain.xpath("devices/interface/filterref")
+    assert filterref.get("filter") == "endpoint-testbed-guest"
+    assert len(filterref) == 0
+
+
+def test_network_filter_parameters_are_rendered_in_a_stable_order():
+    given = spec(
+        network_filter="endpoint-testbed-guest",
+        network_filter_parameters={
+            "IP": "192.168.123.7",
+            "HOST": "192.168.123.1",
+            "MAC": "52:54:00:86:b2:0b",
+        },
+    )
+    domain = assert_valid("domain", render_domain_xml(given))
+    parameters = domain.xpath("devices/interface/filterref/parameter")
+    assert [(p.get("name"), p.get("value")) for p in parameters] == [
+        ("HOST", "192.168.123.1"),
+        ("IP", "192.168.123.7"),
+        ("MAC", "52:54:00:86:b2:0b"),
+    ]
+
+
+def test_network_filter_parameters_without_a_filter_are_refused():
+    with pytest.raises(ConfigurationError, match="network_filter_parameters"):
+        render_domain_xml(spec(network_filter_parameters={"IP": "192.168.123.7"}))
+
+
+@pytest.mark.parametrize(("name", "value"), [("IP", "a'<&>"), ("I P", "1.2.3.4"), ("IP", "")])
+def test_network_filter_parameters_libvirt_would_refuse_are_refused(name, value):
+    given = spec(network_filter="endpoint-testbed-guest", network_filter_parameters={name: value})
+    with pytest.raises(ConfigurationError, match=r"network_filter_parameters: .* is not a libvirt filter"):
+        render_domain_xml(given)
+
+
+def test_filtered_domain_matches_its_snapshot(snapshots_dir):
+    given = spec(network_filter="endpoint-testbed-guest", attempt=2)
+    expected = (snapshots_dir / "domain-linux-kvm-filtered.xml").read_text()
+    assert render_domain_xml(given) == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"domain_type": "kvm"},
+        {"domain_type": "qemu"},
+        {"network_filter": "endpoint-testbed-guest", "network_filter_parameters": {"IP": "192.168.123.9"}},
+    ],
+)
+def test_domain_xml_defines_on_libvirts_test_driver(test_connection, changes):
+    xml = render_domain_xml(spec(**changes))
+    domain = test_connection.defineXML(xml)
+    try:
+        defined = etree.fromstring(domain.XMLDesc().encode())
+        assert defined.findtext("name") == spec().name
+        assert defined.xpath("devices/panic/@model") == ["isa"]
+        assert defined.findtext("on_crash") == "preserve"
+    finally:
+        domain.undefine()
 
 
 # -- names and addresses ----------------------------------------------------------------------------
