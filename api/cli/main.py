@@ -12,6 +12,8 @@ from api.cli.common import ConfigOption, state
 from api.cli.gate_command import gate
 from api.cli.hosts_command import hosts
 from api.cli.images_command import images_app
+from api.cli.serve_command import serve
+from api.cli.tokens_command import tokens_app
 
 app = typer.Typer(
     help="Endpoint Testbed: a pre-release gate for endpoint security sensors.", no_args_is_help=True
@@ -26,3 +28,5 @@ def main(config: ConfigOption = None) -> None:
 app.command()(gate)
 app.command()(hosts)
 app.add_typer(images_app, name="images")
+app.command()(serve)
+app.add_typer(tokens_app, name="tokens")

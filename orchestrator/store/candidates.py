@@ -17,6 +17,7 @@ import secrets
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -129,18 +130,48 @@ class CandidateStore:
             return _record(row), True
 
 
+def _strings(value: object, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string inside a JSON-like value, with its dotted path."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}.{index}" if path else str(index))
+
+
+def _without_server_paths(message: str, root: Path, staging: Path) -> str:
+    for directory in (root.resolve(), root):
+        message = message.replace(f"{directory}/", "")
+    for directory in (staging.resolve(), staging):
+        message = message.replace(str(directory), "<bundle>")
+    return message
+
+
 def _verified(root: Path, staging: Path) -> Candidate:
-    """load_candidate's checks, with its problems named by field and no server paths in them."""
+    """load_candidate's checks, with its problems named by field and no server paths in them.
+
+    NUL characters are refused too: no database stores them in text, and no tool expects them.
+    """
     try:
-        return load_candidate(root)
+        candidate = load_candidate(root)
     except ConfigurationError as exc:
         problems = [
-            FieldProblem(
-                p.location, p.field, p.message.replace(f"{root}/", "").replace(str(staging), "<bundle>")
-            )
+            FieldProblem(p.location, p.field, _without_server_paths(p.message, root, staging))
             for p in problems_from(exc, MANIFEST_NAME)
         ]
         raise RejectedInputError(f"the bundle's {MANIFEST_NAME} was refused", problems) from exc
+    dumped = candidate.manifest.model_dump(mode="json", by_alias=True)
+    problems = [
+        FieldProblem(MANIFEST_NAME, path, "NUL characters are not allowed")
+        for path, text in _strings(dumped)
+        if "\x00" in text
+    ]
+    if problems:
+        raise RejectedInputError(f"the bundle's {MANIFEST_NAME} was refused", problems)
+    return candidate
 
 
 def _publish(candidate: Candidate, assembled: Path, stored: Path) -> None:

@@ -5,11 +5,13 @@ as it came (comments and all) because that is what the person wrote and will wan
 """
 
 import hashlib
+import json
 import time
 
+import yaml
 from sqlalchemy import func, select
 
-from orchestrator.core.matrix import parse_matrix
+from orchestrator.core.matrix import MatrixSpec, parse_matrix
 from orchestrator.errors import ConfigurationError
 from orchestrator.store.database import Database
 from orchestrator.store.models import MatrixRow
@@ -23,6 +25,15 @@ def matrix_id_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def parse_matrix_text(text: str) -> MatrixSpec:
+    """YAML, or JSON read as JSON (YAML reads most JSON but not all of it, e.g. tab indentation)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return parse_matrix(text, source=LOCATION)
+    return parse_matrix(yaml.safe_dump(data), source=LOCATION)
+
+
 class MatrixStore:
     """Adds, lists and finds matrices."""
 
@@ -32,7 +43,7 @@ class MatrixStore:
     def add(self, text: str, *, created_by: str | None = None) -> tuple[MatrixRecord, bool]:
         """Validate and store; the record, and whether it is new. Refused text raises RejectedInputError."""
         try:
-            spec = parse_matrix(text, source=LOCATION)
+            spec = parse_matrix_text(text)
         except ConfigurationError as exc:
             raise RejectedInputError("the matrix was refused", problems_from(exc, LOCATION)) from exc
         matrix_id = matrix_id_of(text)
@@ -46,6 +57,10 @@ class MatrixStore:
             session.add(row)
             session.flush()
             return _record(row), True
+
+    def spec_of(self, record: MatrixRecord) -> MatrixSpec:
+        """The stored text's spec, defaults filled in (it was valid when stored)."""
+        return parse_matrix_text(record.text)
 
     def get(self, matrix_id: str) -> MatrixRecord | None:
         with self._database.session() as session:
