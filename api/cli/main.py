@@ -8,12 +8,16 @@ Each command (or command group) lives in its own module; this one only puts them
 
 import typer
 
+from api.cli.attest_command import attest
+from api.cli.candidate_command import candidate_app
 from api.cli.common import ConfigOption, state
 from api.cli.gate_command import gate
 from api.cli.hosts_command import hosts
 from api.cli.images_command import images_app
+from api.cli.keys_command import keys_app
 from api.cli.serve_command import serve
 from api.cli.tokens_command import tokens_app
+from api.cli.verify_command import verify
 
 app = typer.Typer(
     help="Endpoint Testbed: a pre-release gate for endpoint security sensors.", no_args_is_help=True
@@ -30,3 +34,7 @@ app.command()(hosts)
 app.add_typer(images_app, name="images")
 app.command()(serve)
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(keys_app, name="keys")
+app.command()(verify)
+app.command()(attest)
+app.add_typer(candidate_app, name="candidate")
