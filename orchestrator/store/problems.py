@@ -40,16 +40,19 @@ def problems_from_validation(exc: ValidationError, location: str) -> list[FieldP
 def problems_from(exc: ConfigurationError, location: str) -> list[FieldProblem]:
     """The field-level problems inside a ConfigurationError raised by the core's validators.
 
-    Pydantic's own errors are taken as data (the error's cause); the other validators write one
-    indented "field: message" line per problem, which is read back; anything else is one problem
-    about the whole input.
+    Pydantic's own errors are taken as data (the error's cause); the other validators write a
+    title ending in ":" and one indented "field: message" line per problem, which are read back;
+    anything else is one problem about the whole input.
     """
     if isinstance(exc, RejectedInputError):
         return list(exc.problems)
     if isinstance(exc.__cause__, ValidationError):
         return problems_from_validation(exc.__cause__, location)
     lines = str(exc).splitlines()
-    found = [match for line in lines[1:] if (match := _PROBLEM_LINE.match(line))]
+    # Only a title ending in ":" announces a list of problems (other messages, e.g. YAML's syntax
+    # errors, have indented lines of their own).
+    listed = len(lines) > 1 and lines[0].rstrip().endswith(":")
+    found = [match for line in lines[1:] if (match := _PROBLEM_LINE.match(line))] if listed else []
     if found:
         return [FieldProblem(location, match["field"], match["message"]) for match in found]
     return [FieldProblem(location, "", str(exc))]
