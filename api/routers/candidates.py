@@ -12,7 +12,7 @@ from api.schemas import CandidateOut, Page
 from api.uploads import BUNDLE_FIELD, receive_bundle
 from orchestrator.store import FieldProblem
 
-router = APIRouter(prefix="/candidates", tags=["candidates"], responses=documented(401, 403, 422))
+router = APIRouter(prefix="/candidates", tags=["candidates"], responses=documented(401, 403, 422, 503))
 
 CandidateId = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256 of the canonical manifest")]
 CandidateName = Annotated[

@@ -13,7 +13,7 @@ from api.schemas import MatrixOut, MatrixSummary, Page
 from orchestrator.errors import ConfigurationError
 from orchestrator.store import FieldProblem, MatrixRecord, MatrixStore, RejectedInputError, TooLargeError
 
-router = APIRouter(prefix="/matrices", tags=["matrices"], responses=documented(401, 403, 422))
+router = APIRouter(prefix="/matrices", tags=["matrices"], responses=documented(401, 403, 422, 503))
 
 MAX_MATRIX_BYTES = 1 << 20
 JSON_TYPES = frozenset({"application/json"})

@@ -15,7 +15,7 @@ router = APIRouter(tags=["metrics"])
     response_class=Response,
     responses={
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"},
-        **documented(401, 403),
+        **documented(401, 403, 503),
     },
 )
 def metrics(services: ServicesDep, _token: Viewer) -> Response:

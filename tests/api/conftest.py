@@ -196,7 +196,7 @@ class _LogPump:
             for line in process.stdout:
                 sink.write(line)
                 sink.flush()
-                if "Application startup complete" in line:
+                if "Uvicorn running on" in line:  # printed once the socket listens
                     self.ready.set()
         self.ready.set()  # the process ended: whoever waits must not wait longer
 
