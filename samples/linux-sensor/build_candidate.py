@@ -3,22 +3,29 @@
 
     python samples/linux-sensor/build_candidate.py --out DIR \\
         --kernel 6.1.0-56-amd64 --kernel 6.1.0-55-amd64 \\
-        [--content good|zero-filled] [--version 1.0.0]
+        [--content good|zero-filled|new|activity|activity-malformed] \\
+        [--sensor-version 1.1.0 --sensor-version 1.0.0 ...] [--version V]
 
-For every kernel release the module in module/ is built out of tree against
-/usr/src/linux-headers-<release> (one temporary build directory per kernel).
-DIR then receives:
+For every sensor version and kernel release the module in module/ is built
+out of tree against /usr/src/linux-headers-<release> (one temporary build
+directory per build). The version decides what the sensor knows and does:
+1.1.0 and later understand compound rules (content ``new``), 1.0.0 overruns a
+stack buffer on them; a version ending in ``-validating`` (e.g.
+1.1.0-validating) checks every count, offset and size and rejects bad content
+while staying loaded. DIR then receives:
 
-    testbed-sensor-<version>-linux-x86_64.tar.gz   sensor package
-        testbed-sensor/install.sh
-        testbed-sensor/uninstall.sh
-        testbed-sensor/VERSION
+    testbed-sensor-<version>-linux-x86_64.tar.gz   one sensor package per version
+        testbed-sensor/{install.sh,uninstall.sh,healthcheck.sh,VERSION}
         testbed-sensor/modules/<release>/testbed_sensor.ko
     content/channel-<content version>.bin          content file
     candidate.yaml                                 candidate manifest
 
-The tarball is reproducible (sorted entries, fixed mtime/owner, gzip mtime 0):
-identical inputs give an identical digest.
+Without --sensor-version, --version (default 1.0.0) is the one sensor built,
+as before. With them, the candidate's version is --version if given (it must
+be one of them), else the newest.
+
+The tarballs are reproducible (sorted entries, fixed mtime/owner, gzip mtime
+0): identical inputs give identical digests.
 
 !!! The module crashes the kernel on bad content.  Never load it on the
 build host -- only inside disposable guest VMs.
@@ -27,72 +34,100 @@ Stdlib only; ``main(argv)`` is importable.
 """
 
 import argparse
-import gzip
 import hashlib
 import importlib.util
-import io
-import os
 import re
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 MODULE_SRC_DIR = HERE / "module"
 MODULE_NAME = "testbed_sensor"
 PACKAGE_NAME = "testbed-sensor"
-DEFAULT_HEADERS_ROOT = Path("/usr/src")
 DEFAULT_VERSION = "1.0.0"
-#: mtime of every tar entry (2024-07-19 04:09 UTC); SOURCE_DATE_EPOCH overrides.
-DEFAULT_MTIME = 1721362140
-MODULE_SOURCES = ("testbed_sensor.c", "Kbuild")
-PACKAGE_SCRIPTS = ("install.sh", "uninstall.sh")
+MODULE_SOURCES = ("Kbuild", "tbs.h", "main.c", "content.c", "match.c")
+PACKAGE_SCRIPTS = ("install.sh", "uninstall.sh", "healthcheck.sh")
+#: Where install.sh puts healthcheck.sh in the guest; the manifest's health_check runs it.
+HEALTH_CHECK = "sh /var/lib/testbed-sensor/healthcheck.sh"
+#: A sensor version ending in this builds the validating sensor.
+VALIDATING_SUFFIX = "-validating"
 
-_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+~-]{0,63}$")
-_KREL_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+~-]{0,127}$")
-
-
-class BuildError(Exception):
-    """A candidate could not be built; the message says why."""
+_SEMVER_RE = re.compile(r"^(\d{1,9})\.(\d{1,9})\.(\d{1,9})(?:-([0-9A-Za-z][0-9A-Za-z.-]*))?$")
 
 
-def _load_make_content() -> ModuleType:
-    """Import make_content.py from this directory (it is not a package)."""
-    name = "_testbed_sensor_make_content"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE / "make_content.py")
+def _load_sibling(file_name: str, module_name: str) -> ModuleType:
+    """Import a .py file from this directory (it is not a package)."""
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, HERE / file_name)
     if spec is None or spec.loader is None:
-        raise BuildError(f"cannot import {HERE / 'make_content.py'}")
+        raise ImportError(f"cannot import {HERE / file_name}")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
+    sys.modules[module_name] = mod
     try:
         spec.loader.exec_module(mod)
     except BaseException:
-        del sys.modules[name]
+        del sys.modules[module_name]
         raise
     return mod
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_kmod = _load_sibling("kmod_package.py", "_testbed_sensor_kmod_package")
+
+# Re-exported: other samples build and package with these.
+BuildError = _kmod.BuildError
+DEFAULT_HEADERS_ROOT: Path = _kmod.DEFAULT_HEADERS_ROOT
+DEFAULT_MTIME: int = _kmod.DEFAULT_MTIME
+_VERSION_RE: re.Pattern[str] = _kmod._VERSION_RE
+_KREL_RE: re.Pattern[str] = _kmod._KREL_RE
+sha256_file = _kmod.sha256_file
+_modinfo_value = _kmod._modinfo_value
+write_reproducible_tar_gz = _kmod.write_reproducible_tar_gz
+build_kmod = _kmod.build_kmod
 
 
-def _modinfo_value(ko: bytes, key: str) -> str | None:
-    """Read ``key=value`` from a .ko's .modinfo strings (no modinfo needed)."""
-    m = re.search(rb"(?:^|\0)" + re.escape(key.encode()) + rb"=([^\0]*)\0", ko)
-    return m.group(1).decode("utf-8", "replace") if m else None
+def _load_make_content() -> ModuleType:
+    return _load_sibling("make_content.py", "_testbed_sensor_make_content")
+
+
+@dataclass(frozen=True)
+class SensorRelease:
+    """What a sensor version builds: the content features it knows, and whether it validates."""
+
+    version: str
+    feature_level: int  # 1: format 1 (1.0.0); 2: + compound rules (1.1.0 and later)
+    validating: bool
+    precedence: tuple[int, int, int, int]  # semver order: a release sorts after its pre-releases
+
+    @property
+    def make_vars(self) -> dict[str, str]:
+        return {
+            "TBS_VERSION": self.version,
+            "TBS_FEATURE_LEVEL": str(self.feature_level),
+            "TBS_VALIDATE": "1" if self.validating else "0",
+        }
+
+
+def sensor_release(version: str) -> SensorRelease:
+    """Parse MAJOR.MINOR.PATCH[-suffix]; the build follows from it."""
+    match = _SEMVER_RE.match(version)
+    if match is None or len(version) > 64:
+        raise BuildError(
+            f"invalid sensor version {version!r}: expected MAJOR.MINOR.PATCH[-suffix], e.g. 1.1.0 "
+            f"or 1.1.0{VALIDATING_SUFFIX}"
+        )
+    major, minor, patch = (int(part) for part in match.group(1, 2, 3))
+    return SensorRelease(
+        version=version,
+        feature_level=2 if (major, minor) >= (1, 1) else 1,
+        validating=version.endswith(VALIDATING_SUFFIX),
+        precedence=(major, minor, patch, 0 if match.group(4) else 1),
+    )
 
 
 def build_module(
@@ -101,139 +136,98 @@ def build_module(
     headers_root: Path = DEFAULT_HEADERS_ROOT,
     src_dir: Path = MODULE_SRC_DIR,
 ) -> bytes:
-    """Build testbed_sensor.ko for one kernel release; return its bytes."""
-    if not _KREL_RE.match(kernel_release):
-        raise BuildError(f"invalid kernel release: {kernel_release!r}")
-    headers = headers_root / f"linux-headers-{kernel_release}"
-    if not (headers / "Makefile").is_file():
-        raise BuildError(
-            f"kernel headers for {kernel_release} not found: {headers} is missing "
-            f"(install linux-headers-{kernel_release})"
+    """Build testbed_sensor.ko of one sensor version for one kernel release; return its bytes."""
+    return bytes(
+        build_kmod(
+            kernel_release,
+            module_name=MODULE_NAME,
+            src_dir=src_dir,
+            sources=MODULE_SOURCES,
+            make_vars=sensor_release(version).make_vars,
+            headers_root=headers_root,
         )
-    make = shutil.which("make")
-    if make is None:
-        raise BuildError("'make' not found in PATH")
-
-    with tempfile.TemporaryDirectory(prefix=f"tbs-build-{kernel_release}-") as tmp:
-        build_dir = Path(tmp)
-        for name in MODULE_SOURCES:
-            shutil.copy2(src_dir / name, build_dir / name)
-        # Map the random temp dir out of debug info so builds are repeatable.
-        cmd = [
-            make,
-            "-C",
-            str(headers),
-            f"M={build_dir}",
-            f"KCFLAGS=-ffile-prefix-map={build_dir}=/usr/src/{MODULE_NAME}",
-            f"TBS_VERSION={version}",
-            "modules",
-        ]
-        env = dict(os.environ, LC_ALL="C")
-        env.pop("MAKEFLAGS", None)
-        env.pop("MFLAGS", None)
-        proc = subprocess.run(
-            cmd,
-            cwd=build_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            check=False,
-        )
-        ko_path = build_dir / f"{MODULE_NAME}.ko"
-        if proc.returncode != 0 or not ko_path.is_file():
-            raise BuildError(
-                f"module build for {kernel_release} failed (exit {proc.returncode}):\n"
-                f"$ {' '.join(cmd)}\n{proc.stdout}"
-            )
-        ko = ko_path.read_bytes()
-
-    vermagic = _modinfo_value(ko, "vermagic")
-    if vermagic is None or vermagic.split(" ", 1)[0] != kernel_release:
-        raise BuildError(
-            f"module built against {headers} has vermagic {vermagic!r}, "
-            f"expected it to start with {kernel_release!r}"
-        )
-    return ko
+    )
 
 
-def _tar_entry(
-    name: str, *, size: int = 0, mode: int = 0o644, is_dir: bool = False, mtime: int
-) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-    info.size = 0 if is_dir else size
-    info.mode = mode
-    info.mtime = mtime
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    return info
-
-
-def write_reproducible_tar_gz(out: Path, files: dict[str, tuple[bytes, int]], mtime: int) -> None:
-    """Write ``files`` ({archive path: (data, mode)}) as a reproducible .tar.gz.
-
-    Parent directories are added automatically; entries are sorted by name.
-    """
-    dirs: set[str] = set()
-    for path in files:
-        parts = path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            dirs.add("/".join(parts[:i]))
-    entries = sorted([(d, True) for d in dirs] + [(f, False) for f in files])
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name, is_dir in entries:
-            if is_dir:
-                tar.addfile(_tar_entry(name + "/", mode=0o755, is_dir=True, mtime=mtime))
-            else:
-                data, mode = files[name]
-                tar.addfile(_tar_entry(name, size=len(data), mode=mode, mtime=mtime), io.BytesIO(data))
-    tmp = out.with_name(out.name + ".tmp")
-    with (
-        tmp.open("wb") as f,
-        gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz,
-    ):
-        gz.write(raw.getvalue())
-    tmp.replace(out)
+#: (kernel release, sensor version, headers root) -> the .ko's bytes
+ModuleCompiler = Callable[[str, str, Path], bytes]
 
 
 @dataclass(frozen=True)
 class Candidate:
     out_dir: Path
     manifest: Path
-    package: Path
+    package: Path  # the package of the candidate's own version
     package_sha256: str
     content: Path
     content_sha256: str
     kernels: tuple[str, ...]
+    version: str = DEFAULT_VERSION
+    packages: tuple[tuple[str, Path, str], ...] = ()  # (sensor version, path, sha256), newest first
+
+
+def render_schema(schema: Mapping[str, Any], indent: str) -> str:
+    """The content schema as block YAML (header_size, then one flow mapping per count field)."""
+    lines = [
+        f"{indent}schema:",
+        f"{indent}  header_size: {schema['header_size']}",
+        f"{indent}  count_fields:",
+    ]
+    for field in schema["count_fields"]:
+        lines.append(
+            f"{indent}    - {{name: {field['name']}, offset: {field['offset']}, size: {field['size']}}}"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def render_candidate_yaml(
     *,
     version: str,
-    package_name: str,
-    package_sha256: str,
+    packages: Sequence[tuple[str, str, str]],
     content_name: str,
     content_path: str,
     content_sha256: str,
+    content_schema: Mapping[str, Any],
 ) -> str:
-    return (
-        f"name: {PACKAGE_NAME}\n"
-        f"version: {version}\n"
-        "artifacts:\n"
-        "  - name: sensor-linux\n"
-        "    kind: sensor_package\n"
-        "    os_family: linux\n"
-        f"    path: {package_name}\n"
-        f"    sha256: {package_sha256}\n"
+    """candidate.yaml; ``packages`` are (sensor version, file name, sha256), newest first."""
+    out = [f"name: {PACKAGE_NAME}\n", f"version: {version}\n", "artifacts:\n"]
+    for sensor_version, package_name, package_sha256 in packages:
+        # One package keeps the historical artifact name; several need one name each.
+        name = "sensor-linux" if len(packages) == 1 else f"sensor-linux-{sensor_version}"
+        out.append(
+            f"  - name: {name}\n"
+            "    kind: sensor_package\n"
+            "    os_family: linux\n"
+            f"    path: {package_name}\n"
+            f"    sha256: {package_sha256}\n"
+            f"    sensor_version: {sensor_version}\n"
+            f'    health_check: "{HEALTH_CHECK}"\n'
+        )
+    out.append(
         f"  - name: {content_name}\n"
         "    kind: content\n"
         f"    path: {content_path}\n"
         f"    sha256: {content_sha256}\n"
     )
+    out.append(render_schema(content_schema, "    "))
+    return "".join(out)
+
+
+def resolve_versions(version: str | None, sensor_versions: Sequence[str]) -> tuple[str, list[SensorRelease]]:
+    """(the candidate's version, the releases to build, newest first)."""
+    if not sensor_versions:
+        sensor_versions = [version or DEFAULT_VERSION]
+    duplicates = sorted({v for v in sensor_versions if list(sensor_versions).count(v) > 1})
+    if duplicates:
+        raise BuildError(f"--sensor-version given more than once: {', '.join(duplicates)}")
+    releases = sorted((sensor_release(v) for v in sensor_versions), key=lambda r: r.precedence, reverse=True)
+    if version is None:
+        return releases[0].version, releases
+    if version not in sensor_versions:
+        raise BuildError(
+            f"--version {version} is not one of the sensor versions built ({', '.join(sensor_versions)})"
+        )
+    return version, releases
 
 
 def build_candidate(
@@ -241,94 +235,90 @@ def build_candidate(
     kernels: Sequence[str],
     *,
     content: str = "good",
-    version: str = DEFAULT_VERSION,
+    version: str | None = None,
+    sensor_versions: Sequence[str] = (),
     content_version: int | None = None,
     rules: int | None = None,
     headers_root: Path = DEFAULT_HEADERS_ROOT,
     log: Callable[[str], None] = print,
+    compile_module: ModuleCompiler = build_module,
 ) -> Candidate:
-    """Build modules, package, content and candidate.yaml into ``out_dir``."""
+    """Build modules, packages, content and candidate.yaml into ``out_dir``."""
     mc = _load_make_content()
-    if not _VERSION_RE.match(version):
-        raise BuildError(f"invalid version {version!r} (letters, digits, . + ~ - only)")
+    candidate_version, releases = resolve_versions(version, sensor_versions)
     if not kernels:
         raise BuildError("at least one --kernel is required")
     kernels = tuple(dict.fromkeys(kernels))  # de-duplicate, keep order
-    cver = mc.DEFAULT_CONTENT_VERSION if content_version is None else content_version
+    if content not in mc.CONTENT_KINDS:
+        raise BuildError(f"unknown content {content!r} (one of: {', '.join(mc.CONTENT_KINDS)})")
+    cver = mc.CONTENT_KINDS[content] if content_version is None else content_version
     nrules = mc.DEFAULT_RULE_COUNT if rules is None else rules
     try:
         content_bytes = mc.build_content(content, content_version=cver, rule_count=nrules)
     except ValueError as exc:
         raise BuildError(str(exc)) from exc
-
-    # Fail early and clearly if any headers are missing, before building.
-    for krel in kernels:
-        if not _KREL_RE.match(krel):
-            raise BuildError(f"invalid kernel release: {krel!r}")
-        headers = headers_root / f"linux-headers-{krel}"
-        if not (headers / "Makefile").is_file():
-            raise BuildError(
-                f"kernel headers for {krel} not found: {headers} is missing (install linux-headers-{krel})"
-            )
-
-    try:
-        mtime = int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_MTIME))
-    except ValueError as exc:
-        raise BuildError(f"invalid SOURCE_DATE_EPOCH: {exc}") from exc
-    top = PACKAGE_NAME
-    files: dict[str, tuple[bytes, int]] = {
-        f"{top}/VERSION": (f"{version}\n".encode(), 0o644),
-    }
-    for script in PACKAGE_SCRIPTS:
-        files[f"{top}/{script}"] = ((HERE / script).read_bytes(), 0o755)
-    for krel in kernels:
-        t0 = time.monotonic()
-        ko = build_module(krel, version, headers_root=headers_root)
-        log(f"built {MODULE_NAME}.ko for {krel} ({len(ko)} bytes, {time.monotonic() - t0:.1f}s)")
-        files[f"{top}/modules/{krel}/{MODULE_NAME}.ko"] = (ko, 0o644)
+    for krel in kernels:  # every missing header directory before any compiling
+        _kmod.headers_dir(krel, headers_root)
+    mtime = _kmod.source_date_epoch()
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    package_name = f"{PACKAGE_NAME}-{version}-linux-x86_64.tar.gz"
-    package = out_dir / package_name
-    write_reproducible_tar_gz(package, files, mtime)
+    built: list[tuple[str, Path, str]] = []
+    for release in releases:
+        top = PACKAGE_NAME
+        files: dict[str, tuple[bytes, int]] = {f"{top}/VERSION": (f"{release.version}\n".encode(), 0o644)}
+        for script in PACKAGE_SCRIPTS:
+            files[f"{top}/{script}"] = ((HERE / script).read_bytes(), 0o755)
+        for krel in kernels:
+            t0 = time.monotonic()
+            ko = compile_module(krel, release.version, headers_root)
+            log(
+                f"built {MODULE_NAME}.ko {release.version} for {krel} "
+                f"({len(ko)} bytes, {time.monotonic() - t0:.1f}s)"
+            )
+            files[f"{top}/modules/{krel}/{MODULE_NAME}.ko"] = (ko, 0o644)
+        package = out_dir / f"{PACKAGE_NAME}-{release.version}-linux-x86_64.tar.gz"
+        write_reproducible_tar_gz(package, files, mtime)
+        built.append((release.version, package, sha256_file(package)))
+        log(f"wrote {package} (sha256 {built[-1][2]})")
 
     content_name = f"channel-{cver}"
     content_rel = f"content/{content_name}.bin"
     content_path = out_dir / content_rel
     content_path.parent.mkdir(parents=True, exist_ok=True)
     content_path.write_bytes(content_bytes)
-
-    package_sha = sha256_file(package)
     content_sha = hashlib.sha256(content_bytes).hexdigest()
+
     manifest = out_dir / "candidate.yaml"
     manifest.write_text(
         render_candidate_yaml(
-            version=version,
-            package_name=package_name,
-            package_sha256=package_sha,
+            version=candidate_version,
+            packages=[(v, path.name, sha) for v, path, sha in built],
             content_name=content_name,
             content_path=content_rel,
             content_sha256=content_sha,
+            content_schema=mc.CONTENT_SCHEMA,
         )
     )
-    log(f"wrote {package} (sha256 {package_sha})")
     log(f"wrote {content_path} ({content} content, {len(content_bytes)} bytes, sha256 {content_sha})")
-    log(f"wrote {manifest}")
+    log(f"wrote {manifest} (candidate version {candidate_version})")
+    own = next(entry for entry in built if entry[0] == candidate_version)
     return Candidate(
         out_dir=out_dir,
         manifest=manifest,
-        package=package,
-        package_sha256=package_sha,
+        package=own[1],
+        package_sha256=own[2],
         content=content_path,
         content_sha256=content_sha,
         kernels=kernels,
+        version=candidate_version,
+        packages=tuple(built),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Build the sample testbed-sensor candidate (kernel modules, "
-        "package, content file, candidate.yaml)."
+        "one package per sensor version, content file, candidate.yaml)."
     )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
@@ -340,13 +330,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--content",
-        choices=("good", "zero-filled"),
+        choices=tuple(_load_make_content().CONTENT_KINDS),
         default="good",
-        help="content file to ship (default %(default)s; zero-filled crashes the sensor)",
+        help="content file to ship (default %(default)s; see make_content.py for each kind)",
     )
-    parser.add_argument("--version", default=DEFAULT_VERSION, help="sensor version (default %(default)s)")
-    parser.add_argument("--content-version", type=int, default=None, help="content version (default 291)")
-    parser.add_argument("--rules", type=int, default=None, help="number of rules in the content (default 12)")
+    parser.add_argument(
+        "--sensor-version",
+        action="append",
+        default=[],
+        metavar="VERSION",
+        help="sensor version to package, e.g. 1.1.0, 1.0.0 or 1.1.0-validating (repeatable)",
+    )
+    parser.add_argument(
+        "--version",
+        default=None,
+        help=f"the candidate's version; without --sensor-version also the one sensor built (default "
+        f"{DEFAULT_VERSION}); with them, one of them (default: the newest)",
+    )
+    parser.add_argument(
+        "--content-version", type=int, default=None, help="content version (default: the kind's, e.g. 291)"
+    )
+    parser.add_argument(
+        "--rules", type=int, default=None, help="number of scan rules in the content (default 12)"
+    )
     parser.add_argument(
         "--headers-root",
         type=Path,
@@ -362,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.kernel,
             content=args.content,
             version=args.version,
+            sensor_versions=args.sensor_version,
             content_version=args.content_version,
             rules=args.rules,
             headers_root=args.headers_root,

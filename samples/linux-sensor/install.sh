@@ -5,14 +5,22 @@
 #
 # Installs the kernel module built for the running kernel, the content file
 # (/lib/firmware/testbed-sensor/channel.bin), makes the module load at every
-# boot (/etc/modules-load.d/testbed-sensor.conf), starts the sensor now and
-# verifies that it loaded rules.  Re-running it upgrades in place.
+# boot (/etc/modules-load.d/testbed-sensor.conf), installs the health check
+# (/var/lib/testbed-sensor/healthcheck.sh), starts the sensor now and
+# verifies that it loaded rules -- or, for the validating build, that it
+# rejected its content and keeps running.  Re-running it upgrades in place.
+#
+# Any content file is installed, an empty one included: judging content is
+# the sensor's job.  The validating build rejects bad content and stays up
+# (exit 0); the other builds refuse to start on content they cannot read
+# (an empty file: exit 5) and crash on content they misread.
 #
 # !!! The module is deliberately defective: with bad content it crashes the
 # kernel, at install time and again at every following boot.  Only run this
 # inside a disposable test VM.
 #
-# Exit codes: 0 ok, 2 usage, 3 unsupported kernel, 4 install step failed,
+# Exit codes: 0 ok (rules loaded, or content rejected by the validating
+#             build), 2 usage, 3 unsupported kernel, 4 install step failed,
 #             5 sensor failed to start or reports no rules.
 set -eu
 
@@ -54,7 +62,6 @@ done
 
 [ -n "$CONTENT" ] || { usage >&2; die 2 "--content FILE is required"; }
 [ -f "$CONTENT" ] || die 2 "content file not found: $CONTENT"
-[ -s "$CONTENT" ] || die 2 "content file is empty: $CONTENT"
 [ "$(id -u)" -eq 0 ] || die 4 "must be run as root"
 
 VERSION=unknown
@@ -113,6 +120,8 @@ printf '# testbed-sensor: start the sensor at every boot\n%s\n' "$MODNAME" > "$L
 install -d -m 0755 "$STATE_DIR" || die 4 "cannot create $STATE_DIR"
 printf '%s\n' "$VERSION" > "$STATE_DIR/VERSION" || die 4 "cannot write $STATE_DIR/VERSION"
 install -m 0755 "$PKG_DIR/uninstall.sh" "$STATE_DIR/uninstall.sh" 2>/dev/null || :
+install -m 0755 "$PKG_DIR/healthcheck.sh" "$STATE_DIR/healthcheck.sh" ||
+	die 4 "cannot install the health check to $STATE_DIR"
 
 # Make the installation durable before starting the sensor: if the sensor
 # takes the kernel down, the next boot still finds it installed (and loads
@@ -123,12 +132,18 @@ msg "starting sensor (modprobe $MODNAME)"
 modprobe "$MODNAME" || die 5 "modprobe $MODNAME failed (see dmesg)"
 
 [ -d "/sys/module/$MODNAME" ] || die 5 "$MODNAME is not loaded after modprobe"
+state=$(cat "$PARAM_DIR/content_state" 2>/dev/null || echo unknown)
+if [ "$state" = rejected ]; then
+	# The validating build: bad content is refused, the sensor keeps running.
+	msg "sensor running with its content rejected: $(cat "$PARAM_DIR/content_error" 2>/dev/null)"
+	exit 0
+fi
 rules=$(cat "$PARAM_DIR/rules_loaded" 2>/dev/null || echo 0)
 cver=$(cat "$PARAM_DIR/content_version" 2>/dev/null || echo '?')
 case $rules in
 	''|*[!0-9]*) rules=0 ;;
 esac
-[ "$rules" -gt 0 ] || die 5 "sensor is loaded but reports rules_loaded=$rules"
+[ "$rules" -gt 0 ] || die 5 "sensor is loaded but reports rules_loaded=$rules (content_state $state)"
 
 msg "sensor running: $rules rules loaded from content version $cver"
 exit 0
