@@ -1,6 +1,7 @@
 """Whether a signed gate verdict covers the exact artifact bytes: the check a publish step runs.
 
-The checks run in this order, and the first that fails is the reason given:
+The checks run in this order, and the first that fails is the reason given (after a first
+``envelope`` check that the bytes are a DSSE envelope at all):
 
 1. ``payload_type``  the envelope carries an in-toto statement;
 2. ``signature``     a *trusted* key (configured, never the keyid the envelope claims) signed it;

@@ -219,3 +219,17 @@ def test_run_json_that_cannot_be_attested_names_the_field(data: Any, message: st
     with pytest.raises(ConfigurationError, match=r"^run\.json: ") as raised:
         run_facts(data)
     assert message in str(raised.value)
+
+
+def test_the_package_exports_exactly_its_public_names() -> None:
+    """Everything imported into orchestrator.attest (submodules aside) is in __all__, and nothing else."""
+    import types
+
+    from orchestrator import attest
+
+    imported = {
+        name
+        for name, value in vars(attest).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert sorted(attest.__all__) == sorted(imported)
