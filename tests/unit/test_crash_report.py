@@ -92,44 +92,44 @@ def test_fault_site_and_taint_in_the_last_boot(console):
 
 
 @pytest.mark.parametrize(
-    ("name", "kind", "first_line", "location"),
+    ("name", "kind", "first_line", "title"),
     [
         pytest.param(
             "synthetic-null-deref-module-oops.log",
             CrashKind.NULL_DEREF,
             NULL_DEREF_FIRST_LINE,
-            " in tbs_parse_channel [testbed_sensor]",
+            "BUG: kernel NULL pointer dereference in tbs_parse_channel [testbed_sensor]",
             id="null-deref",  # not "Oops: 0000 [#1]", printed a moment later in the same report
         ),
         pytest.param(
             "synthetic-warning-no-panic.log",
             CrashKind.WARNING,
             WARNING_FIRST_LINE,
-            " in tbs_match_template [testbed_sensor]",
+            "WARNING in tbs_match_template [testbed_sensor]",
             id="warning",
         ),
         pytest.param(
             "synthetic-two-boots-last-crashed.log",
             CrashKind.GENERAL_PROTECTION,
             GPF_FIRST_LINE,
-            " in tbs_hook_unlink [testbed_sensor]",
+            "general protection fault in tbs_hook_unlink [testbed_sensor]",
             id="two-boots",
         ),
         pytest.param(
             "synthetic-crlf-soft-lockup.log",
             CrashKind.SOFT_LOCKUP,
             SOFT_LOCKUP_FIRST_LINE,
-            " in tbs_spin_on_template [testbed_sensor]",
+            "BUG: soft lockup in tbs_spin_on_template [testbed_sensor]",
             id="crlf-soft-lockup",
         ),
     ],
 )
-def test_kind_and_title(console, name, kind, first_line, location):
+def test_kind_and_title(console, name, kind, first_line, title):
     report = parse_console(console(name))
     assert report is not None
     assert report.kind is kind
     assert report.first_line == first_line
-    assert report.title == first_line + location
+    assert report.title == title
 
 
 def test_a_warning_without_panic_is_reported_without_a_panic_reason(console):

@@ -30,7 +30,7 @@ def test_zero_filled_content_panic_is_titled_by_the_oops_line_and_the_sensor_mod
 
     assert report is not None
     assert report.kind is CrashKind.NULL_DEREF
-    assert report.title == f"{NULL_DEREF} in tbs_match_template [testbed_sensor]"
+    assert report.title == "BUG: kernel NULL pointer dereference in tbs_match_template [testbed_sensor]"
     assert report.first_line == NULL_DEREF
     assert (report.function, report.module) == ("tbs_match_template", "testbed_sensor")
     assert report.panic_reason == "Fatal exception"
