@@ -25,6 +25,7 @@ from orchestrator.guests.windows.panic import (
     bugcheck_from_domain_log,
     bugcheck_from_panic_info,
 )
+from orchestrator.guests.windows.playbook_vars import StagedArtifact, candidate_install_vars, evidence_vars
 from orchestrator.guests.windows.winrm_executor import (
     CommandExecutor,
     CommandResult,
@@ -46,6 +47,7 @@ __all__ = [
     "HealthReport",
     "Minidump",
     "PyWinRMExecutor",
+    "StagedArtifact",
     "StepOutcome",
     "StepRunner",
     "SystemEvent",
@@ -62,6 +64,8 @@ __all__ = [
     "bugcheck_from_panic_info",
     "bugcheck_name",
     "bugcheck_title",
+    "candidate_install_vars",
+    "evidence_vars",
     "faulting_driver",
     "parse_events",
     "parse_minidump",
