@@ -7,6 +7,7 @@ task named ``candidate: ...`` is the candidate's, any other failed task is the t
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 import threading
@@ -16,30 +17,10 @@ from typing import Any
 
 import ansible_runner
 
+from orchestrator.adapters.ssh import SshTarget, ssh_options
 from orchestrator.core.outcomes import Blame
 
 CANDIDATE_TASK_PREFIX = "candidate:"
-
-_SSH_ARGS = " ".join(
-    [
-        "-o StrictHostKeyChecking=no",
-        "-o UserKnownHostsFile=/dev/null",
-        "-o ConnectTimeout=10",
-        # A guest that dies mid-task must drop the connection quickly, not after TCP gives up.
-        "-o ServerAliveInterval=15",
-        "-o ServerAliveCountMax=4",
-    ]
-)
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """Where and as whom the playbook logs in."""
-
-    address: str
-    user: str
-    private_key: Path
-
 
 @dataclass
 class PlaybookResult:
@@ -61,7 +42,7 @@ def inventory_for(target: SshTarget) -> dict[str, Any]:
                     "ansible_host": target.address,
                     "ansible_user": target.user,
                     "ansible_ssh_private_key_file": str(target.private_key),
-                    "ansible_ssh_common_args": _SSH_ARGS,
+                    "ansible_ssh_common_args": shlex.join(ssh_options(target)),
                     "ansible_python_interpreter": "/usr/bin/python3",
                 }
             }
@@ -116,7 +97,8 @@ def run_playbook(
             inventory=inventory_for(target),
             extravars=extravars,
             envvars={
-                "ANSIBLE_HOST_KEY_CHECKING": "False",
+                # The guest's host key is pinned (ssh_options): ansible must not switch checking off.
+                "ANSIBLE_HOST_KEY_CHECKING": "True" if target.known_hosts else "False",
                 "ANSIBLE_LOCAL_TEMP": str(private_data_dir / "tmp"),
                 "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir,
                 "ANSIBLE_NOCOLOR": "1",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import libvirt
 
-from orchestrator.core.cell_events import CellEvent, DomainCrashed, DomainReset, DomainStopped
+from orchestrator.core.cell_events import CellEvent, DomainCrashed, DomainReset, DomainStopped, HostLost
 
 
 class EventLoop:
@@ -44,6 +44,7 @@ class AgentSignal:
 
 
 DomainSignal = CellEvent | AgentSignal
+"""What a domain's listener hears: cell events, agent (dis)connections, and ``HostLost``."""
 DomainListener = Callable[[DomainSignal], None]
 
 _CRASH_DETAILS = {
@@ -115,6 +116,13 @@ class DomainEventHub:
     def unsubscribe(self, domain_name: str) -> None:
         with self._lock:
             self._listeners.pop(domain_name, None)
+
+    def broadcast_lost(self, detail: str) -> None:
+        """The connection broke: every domain's listener hears it (they decide what it means)."""
+        with self._lock:
+            listeners = list(self._listeners.values())
+        for listener in listeners:
+            listener(HostLost(detail))
 
     def _deliver(self, domain: libvirt.virDomain, signal: DomainSignal) -> None:
         with self._lock:

@@ -5,11 +5,15 @@ see libvirt's exceptions. Overlays are created through libvirt's storage API, so
 works for a remote ``qemu+ssh://`` host as for this machine.
 """
 
+import base64
 import contextlib
+import fcntl
 import hashlib
-import ipaddress
 import json
 import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +23,20 @@ import libvirt_qemu
 from orchestrator.adapters.domain_xml import DOMAIN_PREFIX, METADATA_NAMESPACE
 from orchestrator.adapters.kvm_probe import probe_kvm
 from orchestrator.adapters.libvirt_events import DomainEventHub, DomainListener, EventLoop
+from orchestrator.adapters.libvirt_network import (
+    GUEST_FILTER,
+    guest_filter_xml,
+    network_is_contained,
+    network_xml,
+)
 from orchestrator.config import HostConfig
-from orchestrator.errors import ConfigurationError, InfrastructureError
+from orchestrator.core.cell_events import DomainCondition
+from orchestrator.errors import InfrastructureError
+
+__all__ = ["GUEST_FILTER", "LibvirtHost", "network_xml", "overlay_xml", "pool_name", "pool_xml"]
+
+RECONNECT_SECONDS = 60.0
+"""How long a host gets to come back after its connection broke (libvirtd restarting takes seconds)."""
 
 POOL_PREFIX = "endpoint-testbed-"
 
@@ -35,27 +51,6 @@ def _quiet_libvirt_errors(_context: object, _error: object) -> None:
 
 
 libvirt.registerErrorHandler(_quiet_libvirt_errors, None)
-
-
-def network_xml(name: str, bridge: str, cidr: str) -> str:
-    """An isolated network: DHCP for guests, a host address to reach them, no route anywhere else."""
-    try:
-        network = ipaddress.ip_network(cidr)
-    except ValueError as exc:
-        raise ConfigurationError(f"network_cidr: {exc}") from exc
-    hosts = list(network.hosts())
-    if len(hosts) < 8:
-        raise ConfigurationError(f"network_cidr: {cidr} is too small for guests (at least /28)")
-    return f"""<network>
-  <name>{name}</name>
-  <bridge name='{bridge}' stp='on' delay='0'/>
-  <ip address='{hosts[0]}' netmask='{network.netmask}'>
-    <dhcp>
-      <range start='{hosts[1]}' end='{hosts[-1]}'/>
-    </dhcp>
-  </ip>
-</network>
-"""
 
 
 def pool_xml(path: Path) -> str:
@@ -76,8 +71,43 @@ def overlay_xml(name: str, backing: Path) -> str:
 """
 
 
+@dataclass(frozen=True)
+class OwnedDomain:
+    """A domain the testbed started, as found on a host (for the reaper)."""
+
+    name: str
+    run_id: str | None  # from the domain's metadata; None for a bare name-prefix match
+    active: bool
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run through the guest agent returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@contextlib.contextmanager
+def _host_wide_lock(path: Path) -> Iterator[None]:
+    """An flock shared by every testbed process on this machine (released if the holder dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class LibvirtHost:
-    """A connection to one libvirt host and the operations cells need from it."""
+    """A connection to one libvirt host and the operations cells need from it.
+
+    The connection is watched (libvirt's close callback): when it breaks, every subscribed cell
+    hears ``HostLost`` through its listener, and ``reconnect`` makes a new one (re-registering the
+    event callbacks) that the cells then use.
+    """
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config
@@ -86,6 +116,9 @@ class LibvirtHost:
         self._connection: libvirt.virConnect | None = None
         self._pools: dict[Path, libvirt.virStoragePool] = {}
         self._lock = threading.Lock()
+        self._reconnect_lock = threading.Lock()
+        self._generation = 0  # bumped at every (re)connection
+        self._closing = False
 
     # -- connection -------------------------------------------------------------------------
 
@@ -95,27 +128,76 @@ class LibvirtHost:
             connection = libvirt.open(self.config.uri)
             if not self.config.is_local:
                 connection.setKeepAlive(5, 3)
+            generation = self._generation + 1
+            connection.registerCloseCallback(self._on_close, generation)
         except libvirt.libvirtError as exc:
             raise InfrastructureError(
                 f"host {self.name}: cannot connect to {self.config.uri}: {exc}"
             ) from exc
         self.events.attach(connection)
-        self._connection = connection
+        with self._lock:
+            self._connection = connection
+            self._generation = generation
+            self._pools = {}
+        self._closing = False
 
-    def close(self) -> None:
-        if self._connection is not None:
-            self.events.detach(self._connection)
-            # Closing a broken connection has nothing left to clean up.
-            with contextlib.suppress(libvirt.libvirtError):
-                self._connection.close()
+    def _on_close(self, _connection: object, reason: int, generation: object) -> None:
+        """libvirt's close callback (event loop thread): tell every cell, never call libvirt here."""
+        if self._closing or generation != self._generation:
+            return
+        why = {
+            libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "I/O error",
+            libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "the daemon closed it",
+            libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timed out",
+        }.get(reason, f"reason {reason}")
+        with self._lock:
             self._connection = None
             self._pools = {}
+        self.events.broadcast_lost(f"host {self.name}: the libvirt connection broke ({why})")
+
+    def reconnect(self, wait_s: float = RECONNECT_SECONDS) -> None:
+        """Connect again, waiting for the daemon to come back; one attempt at a time per host."""
+        with self._reconnect_lock:
+            if self._connection is not None and self._alive(self._connection):
+                return  # another cell already reconnected
+            deadline = time.monotonic() + wait_s
+            problem = ""
+            while time.monotonic() < deadline:
+                try:
+                    self.connect()
+                except InfrastructureError as exc:
+                    problem = str(exc)
+                    time.sleep(1.0)  # the daemon is restarting: there is no event to wait for
+                else:
+                    return
+            raise InfrastructureError(f"host {self.name}: did not come back within {wait_s:g}s: {problem}")
+
+    @staticmethod
+    def _alive(connection: libvirt.virConnect) -> bool:
+        try:
+            return bool(connection.isAlive())
+        except libvirt.libvirtError:
+            return False
+
+    def close(self) -> None:
+        self._closing = True
+        with self._lock:
+            connection, self._connection = self._connection, None
+            self._pools = {}
+        if connection is not None:
+            self.events.detach(connection)
+            # Closing a broken connection has nothing left to clean up.
+            with contextlib.suppress(libvirt.libvirtError):
+                connection.unregisterCloseCallback()
+            with contextlib.suppress(libvirt.libvirtError):
+                connection.close()
 
     @property
     def connection(self) -> libvirt.virConnect:
-        if self._connection is None:
+        connection = self._connection
+        if connection is None:
             raise InfrastructureError(f"host {self.name}: not connected")
-        return self._connection
+        return connection
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -140,6 +222,12 @@ class LibvirtHost:
     def max_cells(self) -> int:
         return self.config.max_cells or self.cpus()
 
+    def total_memory_mib(self) -> int:
+        try:
+            return int(self.connection.getInfo()[1])
+        except libvirt.libvirtError as exc:
+            raise InfrastructureError(f"host {self.name}: cannot read host info: {exc}") from exc
+
     def free_memory_mib(self) -> int:
         """Memory guests can still get: free plus what the page cache would give back."""
         try:
@@ -152,12 +240,21 @@ class LibvirtHost:
     # -- network and pool -------------------------------------------------------------------
 
     def ensure_network(self, name: str, bridge: str, cidr: str) -> None:
-        """Define and start the isolated network unless it already runs (safe to race)."""
+        """The contained guest network and its guest filter, defined and running (safe to race).
+
+        A network left by an older testbed with its resolver on is defined anew, but only while no
+        domain uses it: restarting a network cuts the guests on it off.
+        """
         with self._lock:
             try:
+                self.connection.nwfilterDefineXML(guest_filter_xml(cidr))
                 try:
                     network = self.connection.networkLookupByName(name)
                 except libvirt.libvirtError:
+                    network = self.connection.networkDefineXML(network_xml(name, bridge, cidr))
+                if not network_is_contained(network.XMLDesc(0)) and not self._testbed_domains_running():
+                    if network.isActive():
+                        network.destroy()
                     network = self.connection.networkDefineXML(network_xml(name, bridge, cidr))
                 if not network.isActive():
                     network.create()
@@ -166,14 +263,22 @@ class LibvirtHost:
                     return
                 raise InfrastructureError(f"host {self.name}: guest network {name}: {exc}") from exc
 
-    def ensure_pool(self, path: Path) -> libvirt.virStoragePool:
-        """Define, start and refresh the overlay pool once per connection.
+    def _testbed_domains_running(self) -> bool:
+        try:
+            return any(d.name().startswith(DOMAIN_PREFIX) for d in self.connection.listAllDomains(0))
+        except libvirt.libvirtError:
+            return True
 
-        Refreshing again later would race volume creation ("asynchronous jobs running").
+    def ensure_pool(self, path: Path) -> libvirt.virStoragePool:
+        """Define and start the overlay pool; refresh it only when this process started it.
+
+        Refreshing a running pool while another process creates a volume in it fails ("asynchronous
+        jobs running"), so it happens only under a host-wide lock, right after the pool started.
         """
         with self._lock:
             if path in self._pools:
                 return self._pools[path]
+        with _host_wide_lock(path / ".pool.lock"):
             try:
                 try:
                     pool = self.connection.storagePoolLookupByName(pool_name(path))
@@ -181,12 +286,28 @@ class LibvirtHost:
                     pool = self.connection.storagePoolDefineXML(pool_xml(path), 0)
                     pool.build(0)
                 if not pool.isActive():
-                    pool.create(0)
-                pool.refresh(0)
+                    pool.create(0)  # starting a dir pool scans it: no refresh needed
             except libvirt.libvirtError as exc:
                 raise InfrastructureError(f"host {self.name}: storage pool at {path}: {exc}") from exc
+        with self._lock:
             self._pools[path] = pool
-            return pool
+        return pool
+
+    def refresh_pool(self, path: Path) -> None:
+        """See overlay files libvirt does not know of (left by a killed run): for the reaper only."""
+        pool = self.ensure_pool(path)
+        with _host_wide_lock(path / ".pool.lock"):
+            try:
+                pool.refresh(0)
+            except libvirt.libvirtError as exc:
+                raise InfrastructureError(f"host {self.name}: cannot refresh pool {path}: {exc}") from exc
+
+    def overlay_names(self, path: Path) -> list[str]:
+        pool = self.ensure_pool(path)
+        try:
+            return [str(name) for name in pool.listVolumes()]
+        except libvirt.libvirtError as exc:
+            raise InfrastructureError(f"host {self.name}: cannot list the pool at {path}: {exc}") from exc
 
     def create_overlay(self, pool_path: Path, name: str, backing: Path) -> Path:
         """A qcow2 linked clone of ``backing``: milliseconds, and the golden image stays untouched."""
@@ -212,17 +333,16 @@ class LibvirtHost:
 
     # -- domains ----------------------------------------------------------------------------
 
-    def define_and_start(self, xml: str) -> None:
+    def start_transient(self, xml: str) -> None:
+        """Start a domain that dies with this connection (libvirt autodestroy).
+
+        If the testbed is killed, libvirt destroys its guests; nothing is ever defined, so nothing
+        is left to undefine. (A restarted libvirtd forgets autodestroy: the reaper covers that.)
+        """
         try:
-            domain = self.connection.defineXML(xml)
+            self.connection.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
         except libvirt.libvirtError as exc:
-            raise InfrastructureError(f"host {self.name}: domain definition refused: {exc}") from exc
-        try:
-            domain.create()
-        except libvirt.libvirtError as exc:
-            raise InfrastructureError(
-                f"host {self.name}: domain {domain.name()} did not start: {exc}"
-            ) from exc
+            raise InfrastructureError(f"host {self.name}: the domain did not start: {exc}") from exc
 
     def _domain(self, name: str) -> libvirt.virDomain | None:
         try:
@@ -233,14 +353,15 @@ class LibvirtHost:
             raise InfrastructureError(f"host {self.name}: lookup of {name}: {exc}") from exc
 
     def remove_domain(self, name: str) -> None:
-        """Destroy (if running) and undefine; quietly done if it is already gone."""
+        """Destroy (if running) and undefine (if defined); quietly done if it is already gone."""
         domain = self._domain(name)
         if domain is None:
             return
         try:
             if domain.isActive():
                 domain.destroy()
-            domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            if domain.isPersistent():
+                domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
         except libvirt.libvirtError as exc:
             if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
                 raise InfrastructureError(f"host {self.name}: cannot remove domain {name}: {exc}") from exc
@@ -255,8 +376,24 @@ class LibvirtHost:
             raise InfrastructureError(f"host {self.name}: state of {name}: {exc}") from exc
         return int(state), int(reason)
 
+    def domain_condition(self, name: str) -> DomainCondition:
+        """What became of a domain while nobody listened (after a reconnection)."""
+        state = self.domain_state(name)
+        if state is None:
+            return DomainCondition.MISSING
+        if state[0] == libvirt.VIR_DOMAIN_CRASHED or (
+            state[0] == libvirt.VIR_DOMAIN_SHUTOFF and state[1] == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
+        ):
+            return DomainCondition.CRASHED
+        if state[0] in (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_SHUTDOWN):
+            return DomainCondition.STOPPED
+        return DomainCondition.RUNNING
+
     def testbed_domains(self) -> list[str]:
         """Names of every domain the testbed owns on this host (by metadata, else by name prefix)."""
+        return [domain.name for domain in self.owned_domains()]
+
+    def owned_domains(self) -> list[OwnedDomain]:
         try:
             domains = self.connection.listAllDomains(0)
         except libvirt.libvirtError as exc:
@@ -264,11 +401,16 @@ class LibvirtHost:
         owned = []
         for domain in domains:
             try:
-                domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NAMESPACE, 0)
-                owned.append(domain.name())
+                name, active = domain.name(), bool(domain.isActive())
             except libvirt.libvirtError:
-                if domain.name().startswith(DOMAIN_PREFIX):
-                    owned.append(domain.name())
+                continue  # it went away while we looked
+            try:
+                metadata = domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NAMESPACE, 0)
+            except libvirt.libvirtError:
+                if name.startswith(DOMAIN_PREFIX):
+                    owned.append(OwnedDomain(name, None, active))
+                continue
+            owned.append(OwnedDomain(name, _run_of(metadata), active))
         return owned
 
     def reboot_guest(self, name: str) -> None:
@@ -280,6 +422,13 @@ class LibvirtHost:
             raise InfrastructureError(
                 f"host {self.name}: reboot of {name} through the agent failed: {exc}"
             ) from exc
+
+    def inject_nmi(self, name: str) -> None:
+        domain = self._require(name)
+        try:
+            domain.injectNMI(0)
+        except libvirt.libvirtError as exc:
+            raise InfrastructureError(f"host {self.name}: cannot inject an NMI into {name}: {exc}") from exc
 
     def _require(self, name: str) -> libvirt.virDomain:
         domain = self._domain(name)
@@ -302,6 +451,33 @@ class LibvirtHost:
         if reply is None:
             raise InfrastructureError(f"guest agent of {name}: {command}: no reply")
         return json.loads(reply).get("return")
+
+    def agent_exec(
+        self,
+        name: str,
+        path: str,
+        arguments: list[str],
+        *,
+        timeout_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> ExecResult:
+        """Run a program in the guest through the agent and wait for it (the agent has no
+        completion event: its protocol is to ask for the status until the program exited)."""
+        started = self.agent_command(
+            name, "guest-exec", {"path": path, "arg": arguments, "capture-output": True}
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.agent_command(name, "guest-exec-status", {"pid": started["pid"]})
+            if status.get("exited"):
+                return ExecResult(
+                    exit_code=int(status.get("exitcode", -1)),
+                    stdout=base64.b64decode(status.get("out-data", "")).decode(errors="replace"),
+                    stderr=base64.b64decode(status.get("err-data", "")).decode(errors="replace"),
+                )
+            if time.monotonic() > deadline:
+                raise InfrastructureError(f"guest agent of {name}: {path} ran longer than {timeout_s:g}s")
+            sleep(0.2)
 
     def guest_ipv4_addresses(self, name: str) -> list[str]:
         domain = self._require(name)
@@ -330,3 +506,12 @@ class LibvirtHost:
 
     def unsubscribe(self, domain_name: str) -> None:
         self.events.unsubscribe(domain_name)
+
+
+def _run_of(metadata: str) -> str | None:
+    """The run id in a domain's testbed metadata element."""
+    start = metadata.find(":run>")
+    if start < 0:
+        return None
+    end = metadata.find("<", start)
+    return metadata[start + len(":run>") : end].strip() or None

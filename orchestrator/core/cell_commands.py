@@ -60,6 +60,25 @@ class RequestReboot:
 
 
 @dataclass(frozen=True)
+class RunProbe:
+    """Ask the guest how it is (agent, boot id, sshd, sysctls, taint, console; the candidate's own
+    health check when ``health_check``) and report a ``ProbeFinished``."""
+
+    boot: int
+    health_check: bool
+
+
+@dataclass(frozen=True)
+class InjectNmi:
+    """Send the silent guest an NMI: with ``unknown_nmi_panic`` it panics and prints where it hung."""
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """Connect to the host again and report the domain's condition (``HostReconnected``)."""
+
+
+@dataclass(frozen=True)
 class CollectEvidence:
     """Keep console, domain log, crash report and timings before anything is removed."""
 
@@ -81,6 +100,9 @@ CellCommand = (
     | RunStep
     | CancelStep
     | RequestReboot
+    | RunProbe
+    | InjectNmi
+    | Reconnect
     | CollectEvidence
     | Teardown
 )

@@ -9,13 +9,28 @@ from enum import StrEnum
 
 from orchestrator.core.outcomes import Blame
 from orchestrator.core.plan import InstallStep
+from orchestrator.core.probe_rules import ProbeReport
 
 
 class Timer(StrEnum):
     """The deadlines a cell arms."""
 
     READY = "ready"  # the current boot must answer the readiness probe before it fires
-    STABILITY = "stability"  # a ready guest must not crash or reset before it fires
+    STABILITY = "stability"  # a ready guest must not crash or reset before it fires; then it is probed
+    SOAK = "soak"  # the last boot stays up this long more; then it is probed again
+    PROBE = "probe"  # a health probe must report back before it fires
+    INSTALL = "install"  # an install step must finish before it fires
+    NMI_GRACE = "nmi_grace"  # after an NMI was injected into a silent guest: time for its crash dump
+    CELL = "cell"  # the whole cell: catches a port that never reports back
+
+
+class DomainCondition(StrEnum):
+    """What libvirt says of a domain after the connection to it was lost and made again."""
+
+    RUNNING = "running"  # still running (or paused by us): events in between may be missing
+    CRASHED = "crashed"  # the guest crashed while nobody was listening
+    STOPPED = "stopped"  # no longer running, without a crash
+    MISSING = "missing"  # the domain is gone
 
 
 @dataclass(frozen=True)
@@ -70,19 +85,24 @@ class DomainStopped:
 
 @dataclass(frozen=True)
 class StepFinished:
-    """An install step ended; ``blame`` says whose fault a failure is."""
+    """An install step ended; ``blame`` says whose fault a failure is.
+
+    ``unreachable``: the channel lost the guest mid-step (SSH dropped). Whether that is a hang, a
+    cut network or a passing glitch is for the machine to find out with a probe.
+    """
 
     step: InstallStep
     ok: bool
     blame: Blame = Blame.CANDIDATE
     detail: str = ""
+    unreachable: bool = False
 
 
 @dataclass(frozen=True)
-class GuestSilent:
-    """The guest stopped answering while a step ran, with no crash or reset reported."""
+class ProbeFinished:
+    """A health probe (agent, boot id, sshd, sysctls, taint, console, the candidate's check) ended."""
 
-    detail: str
+    report: ProbeReport
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,21 @@ class InfraFailed:
     """The testbed could not do what the machine asked (provision, probe, reboot)."""
 
     detail: str
+
+
+@dataclass(frozen=True)
+class HostLost:
+    """The connection to the cell's libvirt host broke (libvirt's close callback)."""
+
+    detail: str
+
+
+@dataclass(frozen=True)
+class HostReconnected:
+    """The connection was made again and the domain's state read anew; ``detail`` says how."""
+
+    condition: DomainCondition
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,7 +136,7 @@ class CancelRequested:
 
 @dataclass(frozen=True)
 class TornDown:
-    """Evidence kept, domain undefined, overlay removed."""
+    """Evidence kept, domain removed, overlay deleted."""
 
 
 CellEvent = (
@@ -113,8 +148,10 @@ CellEvent = (
     | DomainReset
     | DomainStopped
     | StepFinished
-    | GuestSilent
+    | ProbeFinished
     | InfraFailed
+    | HostLost
+    | HostReconnected
     | CancelRequested
     | TornDown
 )

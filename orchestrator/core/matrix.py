@@ -14,20 +14,28 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.core.plan import CellPlan, ImageFacts, InstallStep, Resources, RunPlan, Timeouts
 from orchestrator.core.errors import ConfigurationError, describe_validation_error
+from orchestrator.core.plan import CellPlan, ImageFacts, InstallStep, Resources, RunPlan, Timeouts
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
 
 class TimeoutsSpec(BaseModel):
-    """Deadlines, in seconds."""
+    """Deadlines, in seconds: finite and within sane bounds (a deadline nobody reaches is none)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    ready: float = Field(300.0, gt=0, description="per boot: from start or reboot to a readiness answer")
-    stability: float = Field(15.0, ge=0, description="a ready guest must stay up this long")
-    install: float = Field(900.0, gt=0, description="per install step")
+    ready: float = Field(
+        300.0, ge=10, le=3600, description="per boot: from start or reboot to a readiness answer"
+    )
+    stability: float = Field(
+        15.0, ge=5, le=3600, description="every ready boot must stay up this long before it is probed"
+    )
+    install: float = Field(900.0, ge=10, le=7200, description="per install step")
+    soak: float = Field(
+        120.0, ge=30, le=86400, description="the last boot stays up this long more, then is probed again"
+    )
+    probe: float = Field(120.0, ge=10, le=1800, description="a health probe must report back within this")
 
 
 class ResourcesSpec(BaseModel):
@@ -64,11 +72,19 @@ class MatrixSpec(BaseModel):
         min_length=1,
         description="each entry is one set of products installed before the candidate; [] is none",
     )
-    reboots: int = Field(2, ge=0, le=20)
+    reboots: int = Field(
+        2,
+        ge=1,
+        le=20,
+        description="reboots after install: at least one, or boot-time loading is never tested",
+    )
     boot_loop_after: int = Field(3, ge=1, le=50, description="resets without readiness that make a loop")
     timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     fail_fast: bool = False
+    retries: int = Field(
+        1, ge=0, le=3, description="new attempts, on a fresh clone, for a cell ending infra_error"
+    )
     include: list[CellSelector] = Field(default_factory=list)
     exclude: list[CellSelector] = Field(default_factory=list)
 
@@ -207,7 +223,11 @@ def plan_run(
     if not coordinates:
         raise ConfigurationError("the matrix cannot run: exclude rules removed every cell")
     timeouts = Timeouts(
-        ready_s=spec.timeouts.ready, stability_s=spec.timeouts.stability, install_s=spec.timeouts.install
+        ready_s=spec.timeouts.ready,
+        stability_s=spec.timeouts.stability,
+        install_s=spec.timeouts.install,
+        soak_s=spec.timeouts.soak,
+        probe_s=spec.timeouts.probe,
     )
     resources = Resources(memory_mib=spec.resources.memory_mib, vcpus=spec.resources.vcpus)
     cells = tuple(

@@ -10,7 +10,11 @@ class CellState(StrEnum):
     PROVISIONING = "provisioning"  # overlay cloned, domain being defined and started
     BOOTING = "booting"  # domain running, waiting for the readiness probe of this boot
     STABILIZING = "stabilizing"  # probe answered; the guest must stay up for the stability window
+    PROBING = "probing"  # the guest is asked how it is: agent, boot id, sshd, sysctls, taint, console, health
     INSTALLING = "installing"  # an install step (co-installed product or candidate) is running
+    SOAKING = "soaking"  # the last boot must stay up for the soak window: delayed crashes show here
+    DIAGNOSING = "diagnosing"  # the guest went silent: an NMI was sent so the console shows where it hung
+    RECONNECTING = "reconnecting"  # the libvirt connection broke; the domain's state is being read anew
     CLEANING_UP = "cleaning_up"  # outcome known; evidence being collected, domain being removed
     DONE = "done"  # finished; the outcome is final
 

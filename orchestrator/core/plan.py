@@ -35,9 +35,23 @@ class InstallStep:
 class Timeouts:
     """Deadlines of one cell, in seconds."""
 
-    ready_s: float
-    stability_s: float
-    install_s: float
+    ready_s: float  # per boot: from start or reboot to a readiness answer
+    stability_s: float  # every ready boot must stay up this long before it is probed
+    install_s: float  # per install step
+    soak_s: float = 120.0  # the last boot stays up this long more, then is probed again
+    probe_s: float = 120.0  # a health probe (agent, sshd, the candidate's check) must finish in this
+    nmi_grace_s: float = 30.0  # after an NMI is injected into a silent guest, wait this long for its dump
+
+    def cell_s(self, boots: int, steps: int) -> float:
+        """How long a whole cell may take before the testbed gives up on it (its own trouble).
+
+        Every phase has its own deadline; this one only catches what none of them can: a port
+        that never reports back. Twice the sum of the phase deadlines, plus a margin for cleanup.
+        """
+        per_boot = self.ready_s + self.stability_s + self.probe_s
+        total = boots * per_boot + steps * (self.install_s + self.stability_s + self.probe_s)
+        total += self.soak_s + self.probe_s + self.nmi_grace_s
+        return 2 * total + 300.0
 
 
 @dataclass(frozen=True)
@@ -71,11 +85,18 @@ class CellPlan:
     boot_loop_after: int
     timeouts: Timeouts
     resources: Resources
+    attempt: int = 1  # a cell that ended in an infrastructure error is tried again on a fresh clone
 
     @property
     def boots(self) -> int:
-        """How many boots must become ready: the first one plus one per reboot."""
-        return self.reboots + 1
+        """How many boots must become ready: the first one, one after each co-installed product,
+        one per reboot after the candidate."""
+        products = sum(step.kind is StepKind.PRODUCT for step in self.steps)
+        return 1 + products + self.reboots
+
+    @property
+    def deadline_s(self) -> float:
+        return self.timeouts.cell_s(self.boots, len(self.steps))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ class RunEventKind(StrEnum):
     RUN_STARTED = "run_started"  # the plan was validated and the run began
     CELL_CHANGED = "cell_changed"  # a cell moved to another state
     CELL_NOTE = "cell_note"  # something worth showing happened inside a state (e.g. an unexpected reset)
+    CELL_FINISHED = "cell_finished"  # a cell's final result (after any retries), in ``data``
     RUN_FINISHED = "run_finished"  # every cell is done; the verdict is known
 
 
@@ -34,11 +35,34 @@ class RunEvent:
     verdict: RunVerdict | None = None
     detail: str = ""
     host: str | None = None
+    attempt: int = 1
+    data: dict[str, Any] | None = None  # CELL_FINISHED: the cell's result; RUN_FINISHED: the run's summary
 
     def as_dict(self) -> dict[str, Any]:
         return {
             key: (str(value) if isinstance(value, StrEnum) else value) for key, value in asdict(self).items()
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunEvent":
+        """The inverse of ``as_dict`` (for stores and clients reading events back)."""
+        return cls(
+            run_id=data["run_id"],
+            sequence=int(data["sequence"]),
+            at=float(data["at"]),
+            kind=RunEventKind(data["kind"]),
+            cell_id=data.get("cell_id"),
+            state=CellState(data["state"]) if data.get("state") else None,
+            previous_state=CellState(data["previous_state"]) if data.get("previous_state") else None,
+            phase=data.get("phase", ""),
+            cause=data.get("cause", ""),
+            outcome=CellOutcome(data["outcome"]) if data.get("outcome") else None,
+            verdict=RunVerdict(data["verdict"]) if data.get("verdict") else None,
+            detail=data.get("detail", ""),
+            host=data.get("host"),
+            attempt=int(data.get("attempt", 1)),
+            data=data.get("data"),
+        )
 
 
 @dataclass(frozen=True)
@@ -65,6 +89,10 @@ class CellResult:
     warnings: list[str] = field(default_factory=list)
     started_at: float | None = None
     finished_at: float | None = None
+    attempt: int = 1
+    retryable: bool = False  # an infrastructure error that another attempt on a fresh clone may clear
+    seconds_after_install: float | None = None  # when it ended, counted from the candidate's install
+    earlier_attempts: list[dict[str, Any]] = field(default_factory=list)  # outcome, reason, evidence
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

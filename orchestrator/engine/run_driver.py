@@ -1,25 +1,29 @@
-"""Drives a whole run: places cells on hosts as capacity frees up, applies fail-fast, numbers events.
+"""Drives a whole run: asks the host pool for a slot per cell, starts cells as slots are granted,
+retries infrastructure errors on a fresh clone, applies fail-fast, numbers events, decides once.
 
-Each cell runs in its own thread with its own ``CellDriver``; this loop only decides what starts
-next (with the pure scheduler) and reacts to cells finishing.
+Cells run on an executor (threads here; remote agents later) with their own ``CellDriver``; this
+loop only reacts to messages — a slot granted, a cell finished, a cancellation — in one thread.
 """
 
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from orchestrator.core.cell_events import CellEvent
 from orchestrator.core.cell_machine import CellContext
 from orchestrator.core.outcomes import CANDIDATE_FAILURES, CellOutcome, CellState
 from orchestrator.core.plan import CellPlan, RunPlan
-from orchestrator.core.records import CellResult, RunEvent, RunEventKind
-from orchestrator.core.scheduler import Demand, HostCapacity, assign
-from orchestrator.core.verdict import Verdict, decide
-from orchestrator.engine.cell_driver import CellDriver, CellPorts, Post
-from orchestrator.engine.timers import ThreadTimers, Timers
-from orchestrator.errors import TestbedError
+from orchestrator.core.ports import CellPorts, Post
+from orchestrator.core.records import CellResult, RunEvent, RunEventKind, RunResult
+from orchestrator.core.verdict import decide
+from orchestrator.engine.executor import CellControl, CellExecutor
+from orchestrator.engine.host_pool import HostPool, Lease
+
+ABANDON_GRACE_S = 300.0
+"""A cell still running this long after its own deadline is given up (its thread is stuck)."""
 
 
 class CellHost(Protocol):
@@ -27,46 +31,81 @@ class CellHost(Protocol):
 
     name: str
 
-    def max_cells(self) -> int: ...
-
-    def free_memory_mib(self) -> int: ...
-
     def make_ports(self, plan: CellPlan, post: Post) -> CellPorts: ...
 
 
 Publish = Callable[[RunEvent], None]
 
 
+@dataclass(frozen=True)
+class _Granted:
+    cell: CellPlan
+    lease: Lease
+
+
+@dataclass(frozen=True)
+class _Finished:
+    cell: CellPlan
+    lease: Lease
+    result: CellResult
+
+
+@dataclass(frozen=True)
+class _Cancel:
+    reason: str
+
+
+@dataclass
+class _Running:
+    cell: CellPlan
+    lease: Lease
+    control: CellControl
+    started: float
+    abandoned: bool = False
+
+
 class RunDriver:
-    """Runs every cell of a plan and returns their results; ``cancel`` is safe from any thread."""
+    """Runs every cell of a plan and returns the run's result; ``cancel`` is safe from any thread."""
 
     def __init__(
         self,
         run_id: str,
         plan: RunPlan,
-        hosts: Sequence[CellHost],
-        publish: Publish,
+        pool: HostPool,
+        hosts: Mapping[str, CellHost],
         *,
-        make_timers: Callable[[], Timers] = ThreadTimers,
+        publish: Publish,
+        executor: CellExecutor,
+        evidence_dir: str = "",
+        priority: int = 0,
+        retries: int = 1,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_id = run_id
         self.plan = plan
-        self._hosts = {host.name: host for host in hosts}
+        self._pool = pool
+        self._hosts = hosts
         self._publish = publish
-        self._make_timers = make_timers
+        self._executor = executor
+        self._evidence_dir = evidence_dir
+        self._priority = priority
+        self._retries = retries
         self._clock = clock
+        self._monotonic = monotonic
         self._sequence = 0
         self._event_lock = threading.Lock()
-        self._finished: queue.Queue[tuple[str, CellResult]] = queue.Queue()
-        self._running: dict[str, tuple[CellDriver, str]] = {}
+        self._inbox: queue.Queue[_Granted | _Finished | _Cancel] = queue.Queue()
+        self._waiting: set[str] = set()
+        self._running: dict[str, _Running] = {}
         self._results: dict[str, CellResult] = {}
+        self._earlier: dict[str, list[dict[str, Any]]] = {}
         self._cancel_reason: str | None = None
-        self._lock = threading.Lock()
 
     # -- events -----------------------------------------------------------------------------
 
     def emit(self, kind: RunEventKind, **fields: Any) -> None:
+        """Number the event and hand it on (the bus persists it before anyone else sees it)."""
         with self._event_lock:
             self._sequence += 1
             event = RunEvent(
@@ -74,12 +113,14 @@ class RunDriver:
             )
             self._publish(event)
 
-    def _cell_changed(self, cell_id: str, host: str) -> Callable[[CellContext, CellContext, CellEvent], None]:
+    def _cell_changed(
+        self, cell: CellPlan, host: str
+    ) -> Callable[[CellContext, CellContext, CellEvent], None]:
         def listener(before: CellContext, after: CellContext, cause: CellEvent) -> None:
             changed = before.state is not after.state or before.phase != after.phase
             self.emit(
                 RunEventKind.CELL_CHANGED if changed else RunEventKind.CELL_NOTE,
-                cell_id=cell_id,
+                cell_id=cell.cell_id,
                 state=after.state,
                 previous_state=before.state,
                 phase=after.phase,
@@ -87,118 +128,148 @@ class RunDriver:
                 outcome=after.outcome,
                 detail=after.reason if after.outcome else _describe(cause),
                 host=host,
+                attempt=cell.attempt,
             )
 
         return listener
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self) -> list[CellResult]:
+    def run(self) -> RunResult:
+        started = self._clock()
         self.emit(RunEventKind.RUN_STARTED, detail=f"{len(self.plan.cells)} cell(s)")
-        pending = list(self.plan.cells)
-        while pending or self._running:
-            if self._cancel_reason is not None:
-                for cell in pending:
-                    self._record(
-                        cell.cell_id, self._ended_unstarted(cell, CellOutcome.CANCELED, self._cancel_reason)
-                    )
-                pending = []
-            else:
-                before = len(pending)
-                pending = self._start_what_fits(pending)
-                if not self._running and len(pending) < before:
-                    continue  # cells were placed but could not start: their slots are free again
-            if not self._running:
-                if pending:
-                    for cell in pending:
-                        self._record(cell.cell_id, self._unplaceable(cell))
-                    pending = []
-                continue
+        for cell in self.plan.cells:
+            self._request(cell)
+        while self._waiting or self._running:
             try:
-                cell_id, result = self._next_finished()
+                message = self._inbox.get(timeout=0.5)
+            except queue.Empty:
+                # Waking twice a second lets Ctrl-C/SIGTERM reach the main thread, and the watchdog run.
+                self._watchdog()
+                continue
             except KeyboardInterrupt:
                 self.cancel("interrupted by the user")
                 continue
-            with self._lock:
-                self._running.pop(cell_id, None)
-            self._record(cell_id, result)
-            if self.plan.fail_fast and result.outcome in CANDIDATE_FAILURES:
-                self.cancel(f"fail-fast: {cell_id} ended {result.outcome}")
-        results = [self._results[cell.cell_id] for cell in self.plan.cells]
-        verdict = self.verdict(results)
-        self.emit(RunEventKind.RUN_FINISHED, verdict=verdict.verdict, detail=verdict.summary)
-        return results
+            self._handle(message)
+        return self._finish(started)
 
-    def _next_finished(self) -> tuple[str, CellResult]:
-        """Wait for a cell to finish, waking often: the kernel may hand SIGINT/SIGTERM to another
-        thread, and Python runs signal handlers only when the main thread runs."""
-        while True:
-            try:
-                return self._finished.get(timeout=0.5)
-            except queue.Empty:
-                continue
-
-    @staticmethod
-    def verdict(results: Sequence[CellResult]) -> Verdict:
-        return decide((result.cell_id, result.outcome) for result in results)
+    def _handle(self, message: _Granted | _Finished | _Cancel) -> None:
+        match message:
+            case _Granted(cell=cell, lease=lease):
+                self._start(cell, lease)
+            case _Finished(cell=cell, lease=lease, result=result):
+                self._on_finished(cell, lease, result)
+            case _Cancel(reason=reason):
+                self._on_cancel(reason)
 
     def cancel(self, reason: str) -> None:
-        with self._lock:
-            if self._cancel_reason is None:
-                self._cancel_reason = reason
-            running = [driver for driver, _ in self._running.values()]
-        for driver in running:
-            driver.cancel(reason)
+        self._inbox.put(_Cancel(reason))
 
-    def _capacities(self) -> list[HostCapacity]:
-        with self._lock:
-            busy = [host for _, host in self._running.values()]
-        capacities = []
-        for name, host in self._hosts.items():
-            try:
-                capacity = HostCapacity(name, host.max_cells(), busy.count(name), host.free_memory_mib())
-            except TestbedError:
-                # A host that cannot say how much room it has gets no new cells this round.
-                capacity = HostCapacity(name, 0, busy.count(name), 0, healthy=False)
-            capacities.append(capacity)
-        return capacities
+    def _request(self, cell: CellPlan) -> None:
+        if not self._pool.fits(cell.resources.memory_mib):
+            reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB"
+            self._record(cell, self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason))
+            return
+        self._waiting.add(cell.cell_id)
+        self._pool.request(
+            self.run_id,
+            cell.cell_id,
+            cell.resources.memory_mib,
+            self._priority,
+            lambda lease: self._inbox.put(_Granted(cell, lease)),
+        )
 
-    def _start_what_fits(self, pending: list[CellPlan]) -> list[CellPlan]:
-        demands = [Demand(cell.cell_id, cell.resources.memory_mib) for cell in pending]
-        placements = assign(demands, self._capacities())
-        for cell in pending:
-            if cell.cell_id in placements:
-                self._start(cell, placements[cell.cell_id])
-        return [cell for cell in pending if cell.cell_id not in placements]
-
-    def _start(self, cell: CellPlan, host_name: str) -> None:
-        host = self._hosts[host_name]
+    def _start(self, cell: CellPlan, lease: Lease) -> None:
+        self._waiting.discard(cell.cell_id)
+        if self._cancel_reason is not None:
+            self._pool.release(lease)
+            self._record(cell, self._ended_unstarted(cell, CellOutcome.CANCELED, self._cancel_reason))
+            return
+        host = self._hosts[lease.host]
         try:
-            driver = CellDriver(
-                cell, host.make_ports, self._make_timers(), self._cell_changed(cell.cell_id, host_name)
+            control = self._executor.start(
+                cell,
+                host.make_ports,
+                self._cell_changed(cell, lease.host),
+                lambda result: self._inbox.put(_Finished(cell, lease, result)),
             )
         except Exception as exc:  # noqa: BLE001 - one cell the host cannot take must not end the run
-            self._record(
-                cell.cell_id,
-                self._ended_unstarted(
-                    cell, CellOutcome.INFRA_ERROR, f"host {host_name} cannot run this cell: {exc}"
-                ),
+            self._pool.release(lease)
+            ended = self._ended_unstarted(
+                cell, CellOutcome.INFRA_ERROR, f"host {lease.host} cannot run this cell: {exc}"
             )
+            self._on_result(cell, replace(ended, retryable=True))
             return
-        with self._lock:
-            self._running[cell.cell_id] = (driver, host_name)
+        self._running[cell.cell_id] = _Running(cell, lease, control, self._monotonic())
 
-        def work() -> None:
-            self._finished.put((cell.cell_id, driver.run()))
+    def _on_finished(self, cell: CellPlan, lease: Lease, result: CellResult) -> None:
+        running = self._running.pop(cell.cell_id, None)
+        self._pool.release(lease)
+        if running is None or running.abandoned:
+            return  # given up on earlier; its result came too late to count
+        self._on_result(cell, result)
 
-        threading.Thread(target=work, name=f"cell-{cell.cell_id}", daemon=True).start()
+    def _on_result(self, cell: CellPlan, result: CellResult) -> None:
+        if result.retryable and cell.attempt <= self._retries and self._cancel_reason is None:
+            self._earlier.setdefault(cell.cell_id, []).append(
+                {
+                    "attempt": cell.attempt,
+                    "outcome": str(result.outcome),
+                    "reason": result.reason,
+                    "evidence_dir": result.evidence_dir,
+                }
+            )
+            self.emit(
+                RunEventKind.CELL_NOTE,
+                cell_id=cell.cell_id,
+                state=CellState.PENDING,
+                phase="retrying on a fresh clone",
+                detail=f"attempt {cell.attempt} ended {result.outcome}: {result.reason}",
+                attempt=cell.attempt + 1,
+            )
+            self._request(replace(cell, attempt=cell.attempt + 1))
+            return
+        self._record(cell, result)
+        if self.plan.fail_fast and result.outcome in CANDIDATE_FAILURES:
+            self._on_cancel(f"fail-fast: {cell.cell_id} ended {result.outcome}")
 
-    def _record(self, cell_id: str, result: CellResult) -> None:
-        self._results[cell_id] = result
+    def _on_cancel(self, reason: str) -> None:
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        for cell_id in self._pool.withdraw(self.run_id):
+            self._waiting.discard(cell_id)
+            cell = next(c for c in self.plan.cells if c.cell_id == cell_id)
+            self._record(cell, self._ended_unstarted(cell, CellOutcome.CANCELED, reason))
+        for running in self._running.values():
+            running.control.cancel(reason)
 
-    def _unplaceable(self, cell: CellPlan) -> CellResult:
-        reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB"
-        return self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason)
+    def _watchdog(self) -> None:
+        now = self._monotonic()
+        for cell_id, running in list(self._running.items()):
+            if running.abandoned or now - running.started < running.cell.deadline_s + ABANDON_GRACE_S:
+                continue
+            running.abandoned = True  # its slot stays held: the stuck cell may still have a VM
+            reason = (
+                f"the cell did not finish within its deadline ({running.cell.deadline_s:g}s) "
+                "and was abandoned"
+            )
+            self._running.pop(cell_id)
+            self._record(running.cell, self._ended_unstarted(running.cell, CellOutcome.INFRA_ERROR, reason))
+
+    def _record(self, cell: CellPlan, result: CellResult) -> None:
+        result.earlier_attempts = self._earlier.get(cell.cell_id, [])
+        self._results[cell.cell_id] = result
+        self.emit(
+            RunEventKind.CELL_FINISHED,
+            cell_id=cell.cell_id,
+            state=CellState.DONE,
+            phase=str(result.outcome),
+            outcome=result.outcome,
+            detail=result.crash_title or result.reason,
+            host=result.host,
+            attempt=result.attempt,
+            data=result.as_dict(),
+        )
 
     def _ended_unstarted(self, cell: CellPlan, outcome: CellOutcome, reason: str) -> CellResult:
         """A cell that ends without ever holding a VM: one event, and a result with no evidence."""
@@ -210,8 +281,35 @@ class RunDriver:
             phase=str(outcome),
             outcome=outcome,
             detail=reason,
+            attempt=cell.attempt,
         )
-        return CellResult(cell.cell_id, cell.image.name, cell.image.kernel, None, outcome, reason)
+        return CellResult(
+            cell.cell_id, cell.image.name, cell.image.kernel, None, outcome, reason, attempt=cell.attempt
+        )
+
+    def _finish(self, started: float) -> RunResult:
+        cells = [self._results[cell.cell_id] for cell in self.plan.cells]
+        verdict = decide((result.cell_id, result.outcome) for result in cells)
+        result = RunResult(
+            run_id=self.run_id,
+            matrix_name=self.plan.matrix_name,
+            candidate_name=self.plan.candidate_name,
+            candidate_version=self.plan.candidate_version,
+            artifact_digests=self.plan.artifact_digests,
+            verdict=verdict.verdict,
+            summary=verdict.summary,
+            cells=cells,
+            evidence_dir=self._evidence_dir,
+            started_at=started,
+            finished_at=self._clock(),
+        )
+        self.emit(
+            RunEventKind.RUN_FINISHED,
+            verdict=verdict.verdict,
+            detail=verdict.summary,
+            data={"verdict": str(verdict.verdict), "summary": verdict.summary},
+        )
+        return result
 
 
 def _describe(event: CellEvent) -> str:

@@ -1,21 +1,32 @@
 """Guest OS families as plug-ins: each knows its domain XML, its channel and its crash parser.
 
-A family turns a cell plan into the ``CellPorts`` that carry out the cell machine's commands.
-Linux is implemented; Windows (Hyper-V crash MSRs, WinRM) plugs in here on KVM hosts.
+A family, made for one host and one run, gives the generic ``DomainCell`` what differs between
+operating systems. Linux is implemented; Windows (Hyper-V crash MSRs, WinRM) plugs in here on
+KVM hosts.
 """
 
 from collections.abc import Callable
 
 from orchestrator.adapters.libvirt_host import LibvirtHost
-from orchestrator.core.plan import CellPlan
-from orchestrator.engine.cell_driver import CellPorts, Post
-from orchestrator.guests.linux_cell import LinuxLibvirtCell
+from orchestrator.guests.channel import GuestChannel, GuestEndpoint, GuestFamily, NotReadyError
+from orchestrator.guests.domain_cell import DomainCell
+from orchestrator.guests.linux import LinuxFamily
 from orchestrator.guests.run_context import RunContext
 
-CellFactory = Callable[[CellPlan, Post, LibvirtHost, RunContext, str], CellPorts]
+FamilyFactory = Callable[[LibvirtHost, RunContext], GuestFamily]
 
-FAMILIES: dict[str, CellFactory] = {
-    "linux": LinuxLibvirtCell,
+FAMILIES: dict[str, FamilyFactory] = {
+    "linux": LinuxFamily,
 }
 
-__all__ = ["FAMILIES", "CellFactory", "LinuxLibvirtCell", "RunContext"]
+__all__ = [
+    "FAMILIES",
+    "DomainCell",
+    "FamilyFactory",
+    "GuestChannel",
+    "GuestEndpoint",
+    "GuestFamily",
+    "LinuxFamily",
+    "NotReadyError",
+    "RunContext",
+]

@@ -29,12 +29,32 @@ DHCP=ipv4
 LinkLocalAddressing=no
 """
 
-_CRASH_SYSCTL = """# Endpoint Testbed: every oops becomes a panic the hypervisor sees; never reboot on panic,
-# so the crashed guest stays preserved for evidence.
+_CRASH_SYSCTL = """# Endpoint Testbed: every oops, lockup, hung task and RCU stall becomes a panic the
+# hypervisor sees; an injected NMI too. Never reboot on panic: the crashed guest stays preserved.
+# (The kernel command line sets the same from the first instant of boot.)
 kernel.panic_on_oops = 1
 kernel.panic = 0
 kernel.unknown_nmi_panic = 1
+kernel.softlockup_panic = 1
+kernel.hung_task_panic = 1
+kernel.panic_on_rcu_stall = 1
 """
+
+# Every clone makes its own SSH host key at its first boot: the testbed pins it (read through the
+# guest agent) so that a cell can never pass against the wrong machine.
+_HOST_KEY_UNIT = """[Unit]
+Description=Endpoint Testbed: this clone's own SSH host key
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+
+[Install]
+WantedBy=ssh.service
+"""
+_SSHD_CONFIG = "HostKey /etc/ssh/ssh_host_ed25519_key\n"
 
 # Units that only cost boot time in a throw-away test guest.
 _MASKED_UNITS = (
@@ -95,6 +115,10 @@ def customize(root: Path, definition: DebianImage, log: Path) -> None:
     _write(root, "etc/systemd/network/80-testbed-dhcp.network", _NETWORK_UNIT)
     _write(root, "etc/modules-load.d/testbed-pvpanic.conf", "pvpanic_mmio\n")
     _write(root, "etc/sysctl.d/90-testbed-crash.conf", _CRASH_SYSCTL)
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    _write(root, "etc/ssh/sshd_config.d/90-testbed.conf", _SSHD_CONFIG)
+    _write(root, "etc/systemd/system/testbed-ssh-host-key.service", _HOST_KEY_UNIT)
     _write(root, "etc/initramfs-tools/modules", "".join(f"{name}\n" for name in _INITRAMFS_MODULES))
     conf = root / "etc/initramfs-tools/initramfs.conf"
     conf.write_text(conf.read_text().replace("MODULES=most", "MODULES=list"))
@@ -106,7 +130,10 @@ def customize(root: Path, definition: DebianImage, log: Path) -> None:
     if dbus_id.exists() or dbus_id.is_symlink():
         dbus_id.unlink()
         dbus_id.symlink_to("/etc/machine-id")
-    run_tool(["chroot", root, "systemctl", "enable", "systemd-networkd", "ssh", "--quiet"], log=log)
+    run_tool(
+        ["chroot", root, "systemctl", "enable", "systemd-networkd", "ssh", "testbed-ssh-host-key", "--quiet"],
+        log=log,
+    )
     run_tool(["chroot", root, "systemctl", "mask", "--quiet", *_MASKED_UNITS], log=log)
 
 

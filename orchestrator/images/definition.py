@@ -6,15 +6,39 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from orchestrator.errors import ConfigurationError, describe_validation_error
 
-BUILDER_REVISION = "2026-11-25.2"
+BUILDER_REVISION = "2026-11-26.1"
 """Bumped whenever a builder changes what it puts into an image, so cached builds are redone."""
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-_DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0,115200 oops=panic panic=0 net.ifnames=0"
+CRASH_CMDLINE = (
+    "oops=panic",  # every oops becomes a panic the hypervisor hears of (pvpanic)
+    "panic=0",  # never reboot on panic: the crashed guest is preserved as evidence
+    "softlockup_panic=1",  # a soft lockup becomes a titled panic, not a silent hang
+    "hung_task_panic=1",  # so does a task blocked for minutes
+    "sysctl.kernel.panic_on_rcu_stall=1",  # and an RCU stall
+    "unknown_nmi_panic",  # the NMI the testbed injects into a silent guest makes it dump its stack
+    "nmi_watchdog=1",  # the hard lockup detector, where the (virtual) CPU has the counters for it
+)
+"""Kernel parameters every Linux image boots with, so that no crash or lockup goes unreported; the
+build refuses a command line without any of them."""
+
+# Soft lockups after 60 s, not 20 s: under TCG a busy host can starve a vCPU for many seconds, and
+# a false lockup panic would fail a good candidate.
+_TCG_TOLERANCE = "watchdog_thresh=30"
+_DEFAULT_CMDLINE = (
+    f"root=/dev/vda rw console=ttyS0,115200 net.ifnames=0 {' '.join(CRASH_CMDLINE)} {_TCG_TOLERANCE}"
+)
+
+
+def _crash_cmdline(cmdline: str) -> str:
+    missing = [parameter for parameter in CRASH_CMDLINE if parameter not in cmdline.split()]
+    if missing:
+        raise ValueError(f"the command line lacks {', '.join(missing)}: crashes or hangs would go unreported")
+    return cmdline
 
 
 class DebianImage(BaseModel):
@@ -35,6 +59,11 @@ class DebianImage(BaseModel):
     disk_size_mib: int = Field(2048, ge=512)
     kernel_cmdline: str = _DEFAULT_CMDLINE
 
+    @field_validator("kernel_cmdline")
+    @classmethod
+    def _reports_every_crash(cls, cmdline: str) -> str:
+        return _crash_cmdline(cmdline)
+
 
 class InitramfsImage(BaseModel):
     """A busybox guest that lives in its initramfs: a control guest with scripted behaviour."""
@@ -48,7 +77,12 @@ class InitramfsImage(BaseModel):
     os_version: str = "busybox"
     kernel_from: str = Field(description="a debian image whose kernel this guest boots")
     init: str = Field(min_length=1, description="the /init shell script")
-    kernel_cmdline: str = "console=ttyS0,115200 panic=0"
+    kernel_cmdline: str = f"console=ttyS0,115200 {' '.join(CRASH_CMDLINE)} {_TCG_TOLERANCE}"
+
+    @field_validator("kernel_cmdline")
+    @classmethod
+    def _reports_every_crash(cls, cmdline: str) -> str:
+        return _crash_cmdline(cmdline)
 
 
 ImageDefinition = Annotated[DebianImage | InitramfsImage, Field(discriminator="kind")]

@@ -1,8 +1,9 @@
-"""The engine: ``CellDriver`` carries out one cell's commands, ``RunDriver`` places and runs cells.
+"""The engine: ``CellDriver`` carries out one cell's commands, ``RunDriver`` runs a plan's cells on
+slots leased from a ``HostPool``.
 
-Both get a scripted fake of ``CellPorts`` (and fake hosts) instead of libvirt; the cell driver runs
-single-threaded on ``ManualTimers``, the run driver in its own threads on ``ThreadTimers`` with a
-zero stability window, so every test ends in well under a second.
+Both get a scripted fake of ``CellPorts`` (and fake hosts and leases) instead of libvirt; every
+timer that would make a test wait elapses at once (``ElapsingTimers``), so each test ends in well
+under a second.
 """
 
 import itertools
@@ -13,19 +14,28 @@ from typing import Any
 
 import pytest
 
+from orchestrator.adapters.slot_leases import SlotLeases
 from orchestrator.core.cell_events import (
     CellEvent,
+    DomainCondition,
     DomainCrashed,
     DomainReset,
     GuestAnswered,
+    HostLost,
+    HostReconnected,
+    ProbeFinished,
     StepFinished,
     Timer,
 )
 from orchestrator.core.matrix import cell_id_for
 from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
 from orchestrator.core.plan import CellPlan, InstallStep, RunPlan, StepKind
+from orchestrator.core.ports import Evidence
+from orchestrator.core.probe_rules import REQUIRED_SYSCTLS, ProbeReport
 from orchestrator.core.records import RunEventKind
-from orchestrator.engine.cell_driver import CellDriver, Evidence
+from orchestrator.engine.cell_driver import CellDriver
+from orchestrator.engine.executor import ThreadExecutor
+from orchestrator.engine.host_pool import HostPool
 from orchestrator.engine.run_driver import RunDriver
 from orchestrator.engine.timers import ManualTimers
 from orchestrator.errors import InfrastructureError
@@ -42,11 +52,13 @@ DLP = InstallStep.product("dlp")
 class ElapsingTimers(ManualTimers):
     """ManualTimers whose clock jumps to a deadline as soon as one of the named timers is armed.
 
-    With the default, every stability window passes at once (the guest stayed up) while readiness
-    deadlines never come due, so a cell runs single-threaded to its end.
+    With the default, every stability and soak window passes at once (the guest stayed up) while
+    readiness, probe and install deadlines never come due, so a cell runs single-threaded to its end.
     """
 
-    def __init__(self, elapse: frozenset[Timer] = frozenset({Timer.STABILITY})) -> None:
+    def __init__(
+        self, elapse: frozenset[Timer] = frozenset({Timer.STABILITY, Timer.SOAK, Timer.NMI_GRACE})
+    ) -> None:
         super().__init__()
         self.elapse = elapse
 
@@ -93,7 +105,12 @@ class Script:
     answer_probe: bool = True  # the readiness probe gets an answer from the current boot
     crash_after: StepKind | None = None  # the hypervisor reports a crash right after this step
     crash_on_boot: int | None = None  # the hypervisor reports a crash instead of this boot's answer
+    unhealthy_on_boot: int | None = None  # the health probe of this boot (after install) finds ssh dead
+    silent_on_boot: int | None = None  # the health probe of this boot (after install) gets no agent
+    lose_host_on_boot: int | None = None  # the libvirt connection breaks when this boot is probed
+    reconnect_finds: DomainCondition = DomainCondition.RUNNING
     provision_error: Exception | None = None
+    provision_errors_on_attempt: int | None = None  # provisioning fails on this attempt only
     probe_error: Exception | None = None
     collect_error: Exception | None = None
     teardown_error: Exception | None = None
@@ -122,6 +139,8 @@ class ScriptedPorts:
             self.script.occupancy.enter()
         if self.script.provision_error is not None:
             raise self.script.provision_error
+        if self.script.provision_errors_on_attempt == self.plan.attempt:
+            raise InfrastructureError(f"overlay refused on attempt {self.plan.attempt}")
 
     def start_probe(self, boot: int, stale_mark: str | None) -> None:
         self.calls.append(("start_probe", boot, stale_mark))
@@ -132,8 +151,32 @@ class ScriptedPorts:
         elif self.script.answer_probe:
             self.post(GuestAnswered(f"boot-{self.reboots}"))
 
+    def start_health_probe(self, boot: int, health_check: bool) -> None:
+        self.calls.append(("health_probe", boot, health_check))
+        if self.script.lose_host_on_boot == boot and health_check:
+            self.post(HostLost("libvirtd went away"))
+            return
+        broken = self.script.unhealthy_on_boot == boot and health_check
+        report = ProbeReport(
+            agent_ok=not (self.script.silent_on_boot == boot and health_check),
+            boot_mark=f"boot-{self.reboots}",
+            ssh_ok=not broken,
+            sysctls=dict(REQUIRED_SYSCTLS),
+            tainted=0,
+            health_rc=0 if health_check else None,
+        )
+        self.post(ProbeFinished(report))
+
     def stop_probe(self) -> None:
         self.calls.append(("stop_probe",))
+
+    def inject_nmi(self) -> None:
+        self.calls.append(("inject_nmi",))
+        self.post(DomainCrashed("panicked"))
+
+    def start_reconnect(self) -> None:
+        self.calls.append(("reconnect",))
+        self.post(HostReconnected(self.script.reconnect_finds))
 
     def start_step(self, step: InstallStep) -> None:
         self.calls.append(("start_step", step.name))
@@ -182,6 +225,9 @@ class FakeHost:
     def free_memory_mib(self) -> int:
         return self.memory_mib
 
+    def total_memory_mib(self) -> int:
+        return self.memory_mib
+
     def make_ports(self, plan: CellPlan, post: Callable[[CellEvent], None]) -> ScriptedPorts:
         if plan.cell_id in self.make_ports_error:
             raise self.make_ports_error[plan.cell_id]
@@ -222,17 +268,26 @@ def cell_run(plan, script=None, timers=None) -> CellRun:
 def test_cell_driver_runs_a_healthy_cell_to_passed(make_plan):
     run = cell_run(make_plan(products=("dlp",), reboots=2))
     result = run.driver.run()
-    assert result.outcome is CellOutcome.PASSED
-    assert result.reason == "3 boot(s) ready and stable"
+    assert result.outcome is CellOutcome.PASSED, result.reason
+    assert result.reason.startswith("4 boot(s) ready and probed healthy")
     assert run.ports.calls == [
         ("provision",),
         ("start_probe", 0, None),
+        ("health_probe", 0, False),  # the baseline
         ("start_step", "dlp"),
-        ("start_step", "candidate"),
-        ("request_reboot", 1),
+        ("health_probe", 0, False),
+        ("request_reboot", 1),  # boot into the co-installed product
         ("start_probe", 1, "boot-0"),
+        ("health_probe", 1, False),
+        ("start_step", "candidate"),
+        ("health_probe", 1, True),
         ("request_reboot", 2),
         ("start_probe", 2, "boot-1"),
+        ("health_probe", 2, True),
+        ("request_reboot", 3),
+        ("start_probe", 3, "boot-2"),
+        ("health_probe", 3, True),
+        ("health_probe", 3, True),  # after the soak window
         ("stop_probe",),
         ("collect_evidence", CellOutcome.PASSED),
         ("teardown",),
@@ -244,8 +299,9 @@ def test_cell_driver_runs_a_healthy_cell_to_passed(make_plan):
     )
     assert result.host == "fake-host"
     assert result.evidence_dir == "/evidence/debian12-kernel-n"
-    assert (result.crash, result.warnings) == (None, [])
+    assert (result.crash, result.warnings, result.attempt, result.retryable) == (None, [], 1, False)
     assert 1000.0 <= result.started_at < result.finished_at  # read from the injected clock
+    assert result.seconds_after_install is not None and result.seconds_after_install > 0
     assert run.driver.context.state is CellState.DONE
 
 
@@ -256,78 +312,137 @@ def test_cell_driver_reports_every_change_and_times_every_phase(make_plan):
     assert states[0] is CellState.PROVISIONING
     assert states[-2:] == [CellState.CLEANING_UP, CellState.DONE]
     assert [cause for _, _, cause in run.changes][:3] == ["Begin", "Provisioned", "GuestAnswered"]
-    assert "DomainReset" in [cause for _, _, cause in run.changes]  # counted as a change: awaiting_reset
     assert [timing.phase for timing in result.timings] == [
         "pending",
         "provisioning",
         "boot 1/2: waiting for readiness",
         "boot 1/2: stability window",
+        "boot 1/2: health probe",
         "install candidate",
         "boot 1/2: stability window after install",
+        "boot 1/2: health probe",
         "boot 2/2: waiting for readiness",
         "boot 2/2: stability window",
+        "boot 2/2: health probe",
+        "boot 2/2: soak window",
+        "boot 2/2: health probe after the soak window",
     ]
     assert all(timing.seconds > 0 for timing in result.timings)
     summary = run.ports.summary
     assert summary["outcome"] == "passed"
     assert (summary["cell_id"], summary["boot"], summary["unexpected_resets"]) == ("debian12-kernel-n", 1, 0)
+    assert summary["healthy_boots"] == [0, 0, 1]
     assert [t["phase"] for t in summary["timings"]] == [t.phase for t in result.timings]
 
 
 TAIL = [("stop_probe",), ("collect_evidence",), ("teardown",)]
+BASELINE = [("provision",), ("start_probe", 0, None), ("health_probe", 0, False)]
 
 
 @pytest.mark.parametrize(
-    ("script", "elapse", "expected", "calls"),
+    ("script", "expected", "calls"),
     [
         (
             Script(provision_error=InfrastructureError("host h1: cannot create overlay")),
-            {Timer.STABILITY},
-            (CellOutcome.INFRA_ERROR, "Provision: host h1: cannot create overlay"),
+            (CellOutcome.INFRA_ERROR, "provisioning the domain failed: host h1: cannot create overlay"),
             [("provision",), *TAIL],
         ),
         (
             Script(probe_error=ValueError("no channel")),
-            {Timer.STABILITY},
-            (CellOutcome.INFRA_ERROR, "ProbeReadiness: internal error (ValueError): no channel"),
+            (
+                CellOutcome.INFRA_ERROR,
+                "starting the readiness probe failed: internal error (ValueError): no channel",
+            ),
             [("provision",), ("start_probe", 0, None), *TAIL],
         ),
         (
             Script(crash_after=StepKind.CANDIDATE, crash={"title": "BUG: kernel NULL pointer dereference"}),
-            {Timer.STABILITY},
             (CellOutcome.CRASHED, "the hypervisor reported a guest crash (panicked)"),
-            [("provision",), ("start_probe", 0, None), ("start_step", "candidate"), *TAIL],
+            [*BASELINE, ("start_step", "candidate"), *TAIL],
         ),
         (
             Script(crash_on_boot=1),
-            {Timer.STABILITY},
             (CellOutcome.CRASHED, "the hypervisor reported a guest crash (panicked)"),
             [
-                ("provision",),
-                ("start_probe", 0, None),
+                *BASELINE,
                 ("start_step", "candidate"),
+                ("health_probe", 0, True),
                 ("request_reboot", 1),
                 ("start_probe", 1, "boot-0"),
                 *TAIL,
             ],
         ),
         (
-            Script(answer_probe=False),
-            {Timer.STABILITY, Timer.READY},
-            (CellOutcome.HUNG, "boot 1 did not become ready within 300s"),
+            Script(crash_on_boot=0),
+            (
+                CellOutcome.INFRA_ERROR,
+                "before the candidate was installed: the hypervisor reported a guest crash (panicked)",
+            ),
             [("provision",), ("start_probe", 0, None), *TAIL],
         ),
+        (
+            Script(unhealthy_on_boot=1),
+            (
+                CellOutcome.DEGRADED,
+                "sshd does not answer while the guest agent does: the guest's network is cut",
+            ),
+            [
+                *BASELINE,
+                ("start_step", "candidate"),
+                ("health_probe", 0, True),
+                ("request_reboot", 1),
+                ("start_probe", 1, "boot-0"),
+                ("health_probe", 1, True),
+                *TAIL,
+            ],
+        ),
+        (
+            Script(lose_host_on_boot=0, reconnect_finds=DomainCondition.CRASHED),
+            (CellOutcome.CRASHED, "the guest crashed while the libvirt connection was down"),
+            [
+                *BASELINE,
+                ("start_step", "candidate"),
+                ("health_probe", 0, True),
+                ("stop_probe",),
+                ("reconnect",),
+                *TAIL,
+            ],
+        ),
     ],
-    ids=["provision-fails", "probe-breaks", "crash-after-install", "crash-on-reboot", "never-ready"],
+    ids=[
+        "provision-fails",
+        "probe-breaks",
+        "crash-after-install",
+        "crash-on-reboot",
+        "crash-at-baseline",
+        "network-cut-after-reboot",
+        "host-lost-guest-crashed",
+    ],
 )
-def test_cell_driver_outcomes(make_plan, script, elapse, expected, calls):
-    run = cell_run(make_plan(reboots=1), script, ElapsingTimers(frozenset(elapse)))
+def test_cell_driver_outcomes(make_plan, script, expected, calls):
+    run = cell_run(make_plan(reboots=1), script)
     result = run.driver.run()
-    assert (result.outcome, result.reason) == expected
+    assert (result.outcome, result.reason[: len(expected[1])]) == expected
     assert [call[:1] if call[0] == "collect_evidence" else call for call in run.ports.calls] == calls
     assert run.ports.calls[-2] == ("collect_evidence", result.outcome)
     assert result.crash == script.crash
     assert result.warnings == []
+
+
+def test_cell_driver_a_silent_guest_gets_an_nmi_and_is_hung(make_plan):
+    run = cell_run(make_plan(reboots=1), Script(silent_on_boot=1))
+    result = run.driver.run()
+    assert result.outcome is CellOutcome.HUNG
+    assert result.reason.startswith("the guest stopped answering (agent silent, no crash reported)")
+    assert "NMI made it panic" in result.reason
+    assert run.ports.calls[-6:] == [
+        ("health_probe", 1, True),
+        ("stop_probe",),  # the probe is silenced before the NMI goes in
+        ("inject_nmi",),
+        ("stop_probe",),
+        ("collect_evidence", CellOutcome.HUNG),
+        ("teardown",),
+    ]
 
 
 def test_cell_driver_teardown_failure_keeps_the_outcome_and_warns(make_plan):
@@ -361,6 +476,20 @@ def test_cell_driver_cancel_before_start_still_tears_down(make_plan):
     ]
 
 
+def test_cell_driver_a_bug_in_its_own_loop_ends_the_cell_as_infra(make_plan):
+    run = cell_run(make_plan())
+
+    def broken_listener(before, after, event):
+        raise RuntimeError("listener bug")
+
+    run.driver._on_change = broken_listener
+    result = run.driver.run()
+    assert result.outcome is CellOutcome.INFRA_ERROR
+    assert result.reason == "internal error (RuntimeError): listener bug"
+    assert result.retryable
+    assert run.ports.calls[-2:] == [("collect_evidence", CellOutcome.INFRA_ERROR), ("teardown",)]
+
+
 def test_cell_driver_cancels_every_timer_when_collecting_evidence(make_plan):
     timers = ElapsingTimers()
     run = cell_run(make_plan(reboots=1), Script(crash_on_boot=1), timers)
@@ -371,6 +500,37 @@ def test_cell_driver_cancels_every_timer_when_collecting_evidence(make_plan):
 # -- RunDriver --------------------------------------------------------------------------------------
 
 
+class MemoryLeases:
+    """Slot leases in memory (the flock'ed ones are tested on their own below)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.held: dict[str, set[int]] = {}
+
+    def acquire(self, host, slots):
+        with self._lock:
+            held = self.held.setdefault(host, set())
+            free = [slot for slot in range(slots) if slot not in held]
+            if not free:
+                return None
+            held.add(free[0])
+            return Lease(host, free[0])
+
+    def busy(self, host, slots):
+        with self._lock:
+            return len(self.held.get(host, set()))
+
+    def release(self, lease):
+        with self._lock:
+            self.held[lease.host].discard(lease.slot)
+
+
+@dataclass(frozen=True)
+class Lease:
+    host: str
+    slot: int
+
+
 def run_plan(make_plan, cell_ids, *, fail_fast=False, memory_mib=1024) -> RunPlan:
     cells = tuple(
         make_plan(cell_id=cell_id, reboots=1, stability_s=0.0, ready_s=30.0, memory_mib=memory_mib)
@@ -379,7 +539,21 @@ def run_plan(make_plan, cell_ids, *, fail_fast=False, memory_mib=1024) -> RunPla
     return RunPlan("gate", "sensor", "7.1.0", {"sensor-linux": "d" * 64}, fail_fast, cells)
 
 
-def run_driver(plan, hosts, publish=None) -> tuple[RunDriver, list]:
+@pytest.fixture
+def pools():
+    made = []
+
+    def make(hosts, leases=None):
+        pool = HostPool(hosts, leases or MemoryLeases(), recheck_s=0.01)
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        pool.close()
+
+
+def run_driver(plan, pool, hosts, publish=None, run_id="run-1", retries=1) -> tuple[RunDriver, list]:
     events: list = []
 
     def record(event) -> None:
@@ -387,122 +561,199 @@ def run_driver(plan, hosts, publish=None) -> tuple[RunDriver, list]:
         if publish is not None:
             publish(event)
 
-    return RunDriver("run-1", plan, hosts, record), events
+    driver = RunDriver(
+        run_id,
+        plan,
+        pool,
+        {host.name: host for host in hosts},
+        publish=record,
+        executor=ThreadExecutor(make_timers=ElapsingTimers),
+        retries=retries,
+    )
+    return driver, events
 
 
 CELLS = [cell_id_for("debian12-kernel-n", ()), cell_id_for("debian12-kernel-n", ("dlp",)), "c3", "c4", "c5"]
 
 
 @pytest.mark.timeout(10)
-def test_run_driver_runs_every_cell_and_numbers_its_events(make_plan):
+def test_run_driver_runs_every_cell_and_numbers_its_events(make_plan, pools):
     plan = run_plan(make_plan, CELLS[:3])
-    driver, events = run_driver(plan, [FakeHost("h1", slots=2)])
-    results = driver.run()
-    assert [r.cell_id for r in results] == CELLS[:3]  # plan order, whatever finished first
-    assert [r.outcome for r in results] == [CellOutcome.PASSED] * 3
-    assert {r.host for r in results} == {"h1"}
+    hosts = [FakeHost("h1", slots=2)]
+    driver, events = run_driver(plan, pools(hosts), hosts)
+    result = driver.run()
+    assert [r.cell_id for r in result.cells] == CELLS[:3]  # plan order, whatever finished first
+    assert [r.outcome for r in result.cells] == [CellOutcome.PASSED] * 3
+    assert {r.host for r in result.cells} == {"h1"}
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     assert all(e.run_id == "run-1" for e in events)
     assert (events[0].kind, events[0].detail) == (RunEventKind.RUN_STARTED, "3 cell(s)")
     assert (events[-1].kind, events[-1].verdict) == (RunEventKind.RUN_FINISHED, RunVerdict.PASSED)
     assert events[-1].detail == "all 3 cell(s) passed"
+    assert result.verdict is RunVerdict.PASSED
     for cell_id in CELLS[:3]:
         mine = [e for e in events if e.cell_id == cell_id]
         assert mine[0].state is CellState.PROVISIONING
-        assert (mine[-1].state, mine[-1].outcome) == (CellState.DONE, CellOutcome.PASSED)
+        assert (mine[-1].kind, mine[-1].outcome) == (RunEventKind.CELL_FINISHED, CellOutcome.PASSED)
+        assert mine[-1].data["cell_id"] == cell_id and mine[-1].data["outcome"] == "passed"
         assert {e.host for e in mine} == {"h1"}
-    assert RunDriver.verdict(results).verdict is RunVerdict.PASSED
 
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("slots", [1, 2, 3])
-def test_run_driver_never_runs_more_cells_than_a_host_takes(make_plan, slots):
+def test_run_driver_never_runs_more_cells_than_a_host_takes(make_plan, pools, slots):
     occupancy = Occupancy(total=len(CELLS), expected_peak=slots)
-    host = FakeHost("h1", slots=slots, default=Script(occupancy=occupancy))
-    driver, _ = run_driver(run_plan(make_plan, CELLS), [host])
-    results = driver.run()
-    assert [r.outcome for r in results] == [CellOutcome.PASSED] * len(CELLS)
+    hosts = [FakeHost("h1", slots=slots, default=Script(occupancy=occupancy))]
+    driver, _ = run_driver(run_plan(make_plan, CELLS), pools(hosts), hosts)
+    result = driver.run()
+    assert [r.outcome for r in result.cells] == [CellOutcome.PASSED] * len(CELLS)
     assert occupancy.peak == slots
     assert occupancy.finished == len(CELLS)
 
 
+@pytest.mark.timeout(20)
+def test_two_runs_on_one_pool_share_its_slots(make_plan, pools):
+    """Two gates at once on one host: never more cells than slots, and both finish."""
+    occupancy = Occupancy(total=6, expected_peak=2)
+    hosts = [FakeHost("h1", slots=2, default=Script(occupancy=occupancy))]
+    pool = pools(hosts)
+    results = {}
+    threads = []
+    for run_id in ("run-a", "run-b"):
+        driver, _ = run_driver(run_plan(make_plan, CELLS[:3]), pool, hosts, run_id=run_id)
+        thread = threading.Thread(target=lambda d=driver, r=run_id: results.__setitem__(r, d.run()))
+        threads.append(thread)
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert occupancy.peak == 2
+    assert {r: result.verdict for r, result in results.items()} == {
+        "run-a": RunVerdict.PASSED,
+        "run-b": RunVerdict.PASSED,
+    }
+
+
+def test_flocked_slots_are_shared_by_separate_lease_tables(tmp_path):
+    """Two processes are two lease tables on the same files: together they never exceed the slots."""
+    first, second = SlotLeases(tmp_path), SlotLeases(tmp_path)
+    held = [first.acquire("h1", 2), second.acquire("h1", 2)]
+    assert all(held) and {lease.slot for lease in held} == {0, 1}
+    assert first.acquire("h1", 2) is None and second.acquire("h1", 2) is None
+    assert first.busy("h1", 2) == second.busy("h1", 2) == 2
+    second.release(held[1])
+    assert first.busy("h1", 2) == 1
+    assert first.acquire("h1", 2) is not None
+    first.release_all()
+    assert second.busy("h1", 2) == 0
+
+
 @pytest.mark.timeout(10)
-def test_run_driver_fail_fast_cancels_running_and_pending_cells(make_plan):
+def test_run_driver_fail_fast_cancels_running_and_pending_cells(make_plan, pools):
     first, second, third = CELLS[:3]
-    host = FakeHost(
-        "h1",
-        slots=2,
-        scripts={first: Script(crash_on_boot=0), second: Script(answer_probe=False)},
+    hosts = [
+        FakeHost(
+            "h1",
+            slots=2,
+            scripts={first: Script(crash_after=StepKind.CANDIDATE), second: Script(answer_probe=False)},
+        )
+    ]
+    driver, events = run_driver(
+        run_plan(make_plan, [first, second, third], fail_fast=True), pools(hosts), hosts
     )
-    driver, events = run_driver(run_plan(make_plan, [first, second, third], fail_fast=True), [host])
-    results = {r.cell_id: r for r in driver.run()}
-    assert results[first].outcome is CellOutcome.CRASHED
-    assert results[second].outcome is CellOutcome.CANCELED
-    assert results[second].reason == f"fail-fast: {first} ended crashed"
-    assert host.ports[second].calls[-1] == ("teardown",)
-    assert results[third].outcome is CellOutcome.CANCELED
-    assert results[third].host is None
-    assert third not in host.ports  # never started
+    result = driver.run()
+    cells = {r.cell_id: r for r in result.cells}
+    assert cells[first].outcome is CellOutcome.CRASHED
+    assert cells[second].outcome is CellOutcome.CANCELED
+    assert cells[second].reason == f"fail-fast: {first} ended crashed"
+    assert hosts[0].ports[second].calls[-1] == ("teardown",)
+    assert cells[third].outcome is CellOutcome.CANCELED
+    assert cells[third].host is None
+    assert third not in hosts[0].ports  # never started
     assert (events[-1].verdict, events[-1].detail) == (RunVerdict.FAILED, f"1 of 3 cell(s) failed: {first}")
 
 
 @pytest.mark.timeout(10)
-def test_run_driver_without_fail_fast_runs_on_after_a_failure(make_plan):
+def test_run_driver_without_fail_fast_runs_on_after_a_failure(make_plan, pools):
     first, second = CELLS[:2]
-    host = FakeHost("h1", slots=1, scripts={first: Script(crash_after=StepKind.CANDIDATE)})
-    driver, _ = run_driver(run_plan(make_plan, [first, second]), [host])
-    results = driver.run()
-    assert [r.outcome for r in results] == [CellOutcome.CRASHED, CellOutcome.PASSED]
-    assert RunDriver.verdict(results).verdict is RunVerdict.FAILED
+    hosts = [FakeHost("h1", slots=1, scripts={first: Script(crash_after=StepKind.CANDIDATE)})]
+    driver, _ = run_driver(run_plan(make_plan, [first, second]), pools(hosts), hosts)
+    result = driver.run()
+    assert [r.outcome for r in result.cells] == [CellOutcome.CRASHED, CellOutcome.PASSED]
+    assert result.verdict is RunVerdict.FAILED
 
 
 @pytest.mark.timeout(10)
-def test_run_driver_cancel_stops_running_and_pending_cells(make_plan):
+def test_run_driver_cancel_stops_running_and_pending_cells(make_plan, pools):
     first, second = CELLS[:2]
-    host = FakeHost("h1", slots=1, default=Script(answer_probe=False))
+    hosts = [FakeHost("h1", slots=1, default=Script(answer_probe=False))]
     driver: RunDriver | None = None
 
     def cancel_once_booting(event) -> None:
         if event.cell_id == first and event.state is CellState.BOOTING:
             driver.cancel("stopped by alice")
 
-    driver, _ = run_driver(run_plan(make_plan, [first, second]), [host], cancel_once_booting)
-    results = driver.run()
-    assert [(r.outcome, r.reason) for r in results] == [(CellOutcome.CANCELED, "stopped by alice")] * 2
-    assert host.ports[first].calls[-1] == ("teardown",)
-    assert second not in host.ports
-    assert RunDriver.verdict(results).verdict is RunVerdict.INCONCLUSIVE
+    driver, _ = run_driver(run_plan(make_plan, [first, second]), pools(hosts), hosts, cancel_once_booting)
+    result = driver.run()
+    assert [(r.outcome, r.reason) for r in result.cells] == [(CellOutcome.CANCELED, "stopped by alice")] * 2
+    assert hosts[0].ports[first].calls[-1] == ("teardown",)
+    assert second not in hosts[0].ports
+    assert result.verdict is RunVerdict.INCONCLUSIVE
 
 
 @pytest.mark.timeout(10)
-def test_run_driver_spreads_cells_over_hosts(make_plan):
+def test_run_driver_retries_an_infra_error_once_on_a_fresh_clone(make_plan, pools):
+    hosts = [FakeHost("h1", slots=1, default=Script(provision_errors_on_attempt=1))]
+    driver, events = run_driver(run_plan(make_plan, CELLS[:1]), pools(hosts), hosts)
+    result = driver.run()
+    (cell,) = result.cells
+    assert (cell.outcome, cell.attempt) == (CellOutcome.PASSED, 2)
+    assert [a["outcome"] for a in cell.earlier_attempts] == ["infra_error"]
+    assert "overlay refused on attempt 1" in cell.earlier_attempts[0]["reason"]
+    assert any(e.phase == "retrying on a fresh clone" for e in events)
+    assert result.verdict is RunVerdict.PASSED
+
+
+@pytest.mark.timeout(10)
+def test_run_driver_gives_up_after_the_retries_and_is_inconclusive(make_plan, pools):
+    hosts = [FakeHost("h1", slots=1, default=Script(crash_on_boot=0))]  # the image itself crashes
+    driver, _ = run_driver(run_plan(make_plan, CELLS[:1]), pools(hosts), hosts, retries=1)
+    result = driver.run()
+    (cell,) = result.cells
+    assert (cell.outcome, cell.attempt) == (CellOutcome.INFRA_ERROR, 2)
+    assert result.verdict is RunVerdict.INCONCLUSIVE  # never "failed": the candidate was never installed
+
+
+@pytest.mark.timeout(10)
+def test_run_driver_spreads_cells_over_hosts(make_plan, pools):
     hosts = [FakeHost("h1", slots=1), FakeHost("h2", slots=1)]
     occupancy = Occupancy(total=2, expected_peak=2)
     for host in hosts:
         host.default = Script(occupancy=occupancy)
-    driver, _ = run_driver(run_plan(make_plan, CELLS[:2]), hosts)
-    results = driver.run()
-    assert sorted(r.host for r in results) == ["h1", "h2"]
+    driver, _ = run_driver(run_plan(make_plan, CELLS[:2]), pools(hosts), hosts)
+    result = driver.run()
+    assert sorted(r.host for r in result.cells) == ["h1", "h2"]
     assert occupancy.peak == 2
 
 
 @pytest.mark.timeout(10)
-def test_run_driver_cell_no_host_can_take_is_an_infra_error(make_plan):
-    host = FakeHost("h1", slots=4, memory_mib=512)
-    driver, events = run_driver(run_plan(make_plan, CELLS[:2], memory_mib=1024), [host])
-    results = driver.run()
-    assert [r.outcome for r in results] == [CellOutcome.INFRA_ERROR] * 2
-    assert results[0].reason == "no host can take a cell needing 1024 MiB"
-    assert host.ports == {}
+def test_run_driver_cell_no_host_can_take_is_an_infra_error(make_plan, pools):
+    hosts = [FakeHost("h1", slots=4, memory_mib=512)]
+    driver, events = run_driver(run_plan(make_plan, CELLS[:2], memory_mib=1024), pools(hosts), hosts)
+    result = driver.run()
+    assert [r.outcome for r in result.cells] == [CellOutcome.INFRA_ERROR] * 2
+    assert result.cells[0].reason == "no host can take a cell needing 1024 MiB"
+    assert hosts[0].ports == {}
     assert events[-1].verdict is RunVerdict.INCONCLUSIVE
 
 
 @pytest.mark.timeout(10)
-def test_run_driver_a_host_that_cannot_make_ports_fails_only_that_cell(make_plan):
+def test_run_driver_a_host_that_cannot_make_ports_fails_only_that_cell(make_plan, pools):
     first, second = CELLS[:2]
-    host = FakeHost(
-        "h1", slots=1, make_ports_error={first: InfrastructureError("no guest family plug-in for bsd")}
-    )
-    driver, _ = run_driver(run_plan(make_plan, [first, second]), [host])
-    results = driver.run()
-    assert [r.outcome for r in results] == [CellOutcome.INFRA_ERROR, CellOutcome.PASSED]
+    hosts = [
+        FakeHost(
+            "h1", slots=1, make_ports_error={first: InfrastructureError("no guest family plug-in for bsd")}
+        )
+    ]
+    driver, _ = run_driver(run_plan(make_plan, [first, second]), pools(hosts), hosts, retries=0)
+    result = driver.run()
+    assert [r.outcome for r in result.cells] == [CellOutcome.INFRA_ERROR, CellOutcome.PASSED]

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator.errors import ConfigurationError
 from orchestrator.images.definition import (
+    CRASH_CMDLINE,
     DebianImage,
     InitramfsImage,
     definition_digest,
@@ -192,10 +193,22 @@ def test_digest_changes_with_the_definition(tmp_path, old, new):
 
 
 @pytest.mark.parametrize(
-    "extra", ["disk_size_mib: 4096\n", "kernel_cmdline: root=/dev/vda console=ttyS0 panic=0\n"]
+    "extra",
+    [
+        "disk_size_mib: 4096\n",
+        "kernel_cmdline: root=/dev/vda console=ttyS0 " + " ".join(CRASH_CMDLINE) + " quiet\n",
+    ],
 )
 def test_digest_changes_with_a_default_made_explicit_and_different(tmp_path, extra):
     assert definition_digest(load(tmp_path, DEBIAN + extra)) != definition_digest(load(tmp_path, DEBIAN))
+
+
+def test_an_image_whose_command_line_would_hide_crashes_is_refused(tmp_path):
+    for parameter in CRASH_CMDLINE:
+        cmdline = " ".join(p for p in CRASH_CMDLINE if p != parameter)
+        with pytest.raises(ConfigurationError) as caught:
+            load(tmp_path, DEBIAN + f"kernel_cmdline: root=/dev/vda {cmdline}\n")
+        assert f"the command line lacks {parameter}" in str(caught.value)
 
 
 def test_digest_changes_with_its_inputs(tmp_path):

@@ -5,6 +5,7 @@ every connection of the process, so the fixture puts the domain "test" back runn
 """
 
 import queue
+from dataclasses import replace
 
 import libvirt
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from orchestrator.adapters.libvirt_events import DomainEventHub, EventLoop, translate_lifecycle
 from orchestrator.core.cell_events import Begin, DomainCrashed, DomainStopped, Provisioned
 from orchestrator.core.cell_machine import advance, initial_context
-from orchestrator.core.outcomes import CellOutcome
+from orchestrator.core.outcomes import CellOutcome, CellState
 
 pytestmark = pytest.mark.unit
 
@@ -115,7 +116,11 @@ def test_a_guest_crash_that_stopped_the_domain_is_a_crash(plan):
         libvirt.VIR_DOMAIN_EVENT_STOPPED, libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED
     )
     booting = advance(advance(initial_context(plan), Begin()).context, Provisioned()).context
-    assert advance(booting, translated).context.outcome is CellOutcome.CRASHED
+    # before the candidate is installed, even a crash is the image's (the baseline)
+    before = advance(booting, translated).context
+    assert before.outcome is CellOutcome.INFRA_ERROR and "crash" in before.reason
+    installing = replace(booting, state=CellState.INSTALLING, candidate_touched=True)
+    assert advance(installing, translated).context.outcome is CellOutcome.CRASHED
 
 
 # -- DomainEventHub on libvirt's test driver ------------------------------------------------------

@@ -48,7 +48,7 @@ def problems_of(body: str, images=None, products=PRODUCTS) -> str:
         ("", ["expected a mapping at the top level, got NoneType"]),
         ("name: gate\nimages: [a]\ncolour: red\n", ["colour: Extra inputs are not permitted"]),
         ("name: gate\nimages: [a]\nreboots: 21\n", ["reboots: Input should be less than or equal to 20"]),
-        ("name: gate\nimages: [a]\nreboots: -1\n", ["reboots: Input should be greater than or equal to 0"]),
+        ("name: gate\nimages: [a]\nreboots: 0\n", ["reboots: Input should be greater than or equal to 1"]),
         ("name: gate\nimages: [a]\nreboots: two\n", ["reboots: Input should be a valid integer"]),
         ("name: gate\nimages: [a, b, a, b]\n", ["images: Value error, listed more than once: a, b"]),
         ("name: gate\nimages: []\n", ["images: List should have at least 1 item"]),
@@ -58,7 +58,7 @@ def problems_of(body: str, images=None, products=PRODUCTS) -> str:
         ("name: gate\nimages: [a]\nboot_loop_after: 0\n", ["boot_loop_after: Input should be greater than"]),
         (
             "name: gate\nimages: [a]\ntimeouts: {ready: 0}\n",
-            ["timeouts.ready: Input should be greater than 0"],
+            ["timeouts.ready: Input should be greater than or equal to 10"],
         ),
         (
             "name: gate\nimages: [a]\ntimeouts: {stability: -1}\n",
@@ -79,7 +79,7 @@ def problems_of(body: str, images=None, products=PRODUCTS) -> str:
         "empty",
         "unknown-field",
         "too-many-reboots",
-        "negative-reboots",
+        "no-reboot",
         "reboots-not-a-number",
         "duplicate-images",
         "no-images",
@@ -104,11 +104,29 @@ def test_parse_errors_name_the_field(text, fragments):
         assert fragment in message
 
 
+@pytest.mark.parametrize(
+    ("timeouts", "fragment"),
+    [
+        ("{ready: .inf}", "timeouts.ready: Input should be a finite number"),
+        ("{install: .nan}", "timeouts.install: Input should be a finite number"),
+        ("{stability: 0}", "timeouts.stability: Input should be greater than or equal to 5"),
+        ("{soak: 10}", "timeouts.soak: Input should be greater than or equal to 30"),
+        ("{ready: 100000}", "timeouts.ready: Input should be less than or equal to 3600"),
+        ("{probe: 1}", "timeouts.probe: Input should be greater than or equal to 10"),
+    ],
+)
+def test_deadlines_are_finite_and_sane(timeouts, fragment):
+    with pytest.raises(ConfigurationError) as caught:
+        parse_matrix(f"name: gate\nimages: [a]\ntimeouts: {timeouts}\n")
+    assert fragment in str(caught.value)
+
+
 def test_parse_fills_in_the_defaults():
     spec = parse_matrix("name: gate\nimages: [debian12-kernel-n]\n")
     assert (spec.reboots, spec.boot_loop_after, spec.fail_fast) == (2, 3, False)
     assert spec.coinstalled == [[]]
     assert (spec.timeouts.ready, spec.timeouts.stability, spec.timeouts.install) == (300.0, 15.0, 900.0)
+    assert (spec.timeouts.soak, spec.timeouts.probe, spec.retries) == (120.0, 120.0, 1)
     assert (spec.resources.memory_mib, spec.resources.vcpus) == (1024, 1)
     assert spec.include == []
     assert spec.exclude == []
@@ -265,7 +283,8 @@ def test_cell_id_joins_the_coordinates(image, products, cell_id):
 def test_cells_carry_the_spec_and_install_products_before_the_candidate():
     plan = plan_of(
         "images: [debian12-kernel-n1]\ncoinstalled: [[av, dlp]]\nreboots: 4\nboot_loop_after: 2\n"
-        "timeouts: {ready: 120, stability: 0, install: 60}\nresources: {memory_mib: 2048, vcpus: 2}\n"
+        "timeouts: {ready: 120, stability: 5, install: 60, soak: 30}\n"
+        "resources: {memory_mib: 2048, vcpus: 2}\n"
         "fail_fast: true\n"
     )
     assert (plan.matrix_name, plan.candidate_name, plan.candidate_version) == ("gate", "sensor", "7.1.0")
@@ -275,8 +294,8 @@ def test_cells_carry_the_spec_and_install_products_before_the_candidate():
     assert cell.image == IMAGES["debian12-kernel-n1"]
     assert cell.coinstalled == ("av", "dlp")
     assert cell.steps == (InstallStep.product("av"), InstallStep.product("dlp"), InstallStep.candidate())
-    assert (cell.reboots, cell.boots, cell.boot_loop_after) == (4, 5, 2)
-    assert cell.timeouts == Timeouts(ready_s=120, stability_s=0, install_s=60)
+    assert (cell.reboots, cell.boots, cell.boot_loop_after) == (4, 7, 2)  # one more boot per product
+    assert cell.timeouts == Timeouts(ready_s=120, stability_s=5, install_s=60, soak_s=30, probe_s=120)
     assert cell.resources == Resources(memory_mib=2048, vcpus=2)
     assert plan.cell("debian12-kernel-n1+av+dlp") is cell
     with pytest.raises(KeyError):

@@ -1,0 +1,73 @@
+"""A run's evidence on disk, kept up to date as it happens: run.json and events.jsonl.
+
+run.json exists from the moment the run is accepted (status ``running``, with its plan) and is
+rewritten with the verdict at the end; events.jsonl gets every event as it is persisted. The SQL
+store of the service keeps the same things; these files are the evidence that travels with a run.
+"""
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from orchestrator.core.records import RunEvent, RunResult
+from orchestrator.engine.event_bus import RunStore
+
+
+class RunFiles:
+    """Writes run.json and events.jsonl under each run's directory."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self._runs_dir = runs_dir
+        self._lock = threading.Lock()
+
+    def create_run(self, run_id: str, plan: dict[str, object], **details: object) -> None:
+        started = {
+            "run_id": run_id,
+            "status": "running",
+            "started_at": time.time(),
+            "plan": plan,
+            **details,
+        }
+        self._write(run_id, started)
+
+    def append_event(self, event: RunEvent) -> None:
+        with self._lock, (self._runs_dir / event.run_id / "events.jsonl").open("a") as stream:
+            stream.write(json.dumps(event.as_dict()) + "\n")
+
+    def finish_run(self, result: RunResult) -> None:
+        self._write(result.run_id, {"status": "finished", **result.as_dict()})
+
+    def _write(self, run_id: str, data: dict[str, object]) -> None:
+        path = self._runs_dir / run_id / "run.json"
+        temporary = path.with_suffix(".json.tmp")
+        temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        temporary.replace(path)  # never a half-written run.json, whatever kills us
+
+
+class Stores:
+    """Several stores as one: each event goes to every one of them, in order, before fan-out."""
+
+    def __init__(self, stores: Sequence[RunStore]) -> None:
+        self._stores = list(stores)
+
+    def create_run(self, run_id: str, plan: dict[str, object], **details: object) -> None:
+        for store in self._stores:
+            store.create_run(run_id, plan, **details)
+
+    def append_event(self, event: RunEvent) -> None:
+        for store in self._stores:
+            store.append_event(event)
+
+    def finish_run(self, result: RunResult) -> None:
+        for store in self._stores:
+            store.finish_run(result)
+
+    def events_after(self, run_id: str, after_sequence: int, limit: int = 1000) -> list[RunEvent]:
+        for store in self._stores:
+            replay = getattr(store, "events_after", None)
+            if replay is not None:
+                events: list[RunEvent] = replay(run_id, after_sequence, limit)
+                return events
+        return []

@@ -1,0 +1,281 @@
+"""One cell on one libvirt host, whatever its OS: what the cell machine's commands mean for a domain.
+
+The domain's lifecycle — overlay, transient domain, lifecycle events, NMI, reconnecting, evidence,
+teardown — is the same for every family; the family's ``GuestChannel`` answers what only the guest
+OS can (readiness, probes, installs, reboots). Long work runs in worker threads that report back
+with ``post``; a worker that was stopped posts nothing more, and one that breaks posts
+``InfraFailed`` instead of dying silently.
+"""
+
+import json
+import shutil
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.adapters.domain_xml import domain_name
+from orchestrator.adapters.libvirt_events import AgentSignal, DomainSignal
+from orchestrator.adapters.libvirt_host import LibvirtHost
+from orchestrator.core.cell_events import (
+    GuestAnswered,
+    HostReconnected,
+    InfraFailed,
+    ProbeFinished,
+    StepFinished,
+)
+from orchestrator.core.outcomes import Blame, CellOutcome
+from orchestrator.core.plan import CellPlan, InstallStep
+from orchestrator.core.ports import Evidence, Post
+from orchestrator.errors import InfrastructureError, TestbedError
+from orchestrator.guests.channel import DomainFiles, GuestChannel, GuestEndpoint, GuestFamily, NotReadyError
+from orchestrator.guests.run_context import RunContext
+
+DOMAIN_LOG_TAIL_LINES = 200
+READY_RETRY_SECONDS = 2.0  # between readiness attempts; an agent connecting wakes the probe early
+
+
+def attempt_domain_name(run_id: str, cell_id: str, attempt: int) -> str:
+    """Each attempt of a cell gets a domain (and an overlay) of its own: a fresh clone."""
+    name = domain_name(run_id, cell_id)
+    return name if attempt == 1 else f"{name}-a{attempt}"
+
+
+class _Worker:
+    """A thread doing one piece of work that can be told to stop; it reports only while wanted."""
+
+    def __init__(self, name: str, work: Callable[[threading.Event], None]) -> None:
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=work, args=(self.stop,), name=name, daemon=True)
+        self._thread.start()
+
+    def cancel(self, join_s: float = 15.0) -> None:
+        self.stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=join_s)
+
+
+class DomainCell:
+    """Carries out one cell's commands on one libvirt host, with a family's guest channel."""
+
+    def __init__(
+        self, plan: CellPlan, post: Post, host: LibvirtHost, run: RunContext, family: GuestFamily
+    ) -> None:
+        self.plan = plan
+        self.host_name = host.name
+        self._post = post
+        self._host = host
+        self._run = run
+        self._family = family
+        self.domain = attempt_domain_name(run.run_id, plan.cell_id, plan.attempt)
+        self.overlay_name = f"{self.domain}.qcow2"
+        self.cell_dir = run.cell_dir(plan.cell_id, plan.attempt)
+        self.console_log = self.cell_dir / "console.log"
+        self._channel: GuestChannel = family.channel(plan, self.domain)
+        self._endpoint: GuestEndpoint | None = None
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._probe: _Worker | None = None
+        self._step: _Worker | None = None
+        self._started = False
+        self._pool_dir = run.settings.pool_dir(host.config)
+
+    # -- provisioning -----------------------------------------------------------------------
+
+    def provision(self) -> None:
+        record = self._run.images[self.plan.image.name]
+        self.cell_dir.mkdir(parents=True, exist_ok=True)
+        self.cell_dir.chmod(0o755)
+        self._host.subscribe(self.domain, self._on_signal)
+        overlay = self._host.create_overlay(self._pool_dir, self.overlay_name, record.disk)
+        xml = self._family.domain_xml(
+            self.plan, self.domain, DomainFiles(self.console_log, overlay), self._run.domain_type(self._host)
+        )
+        (self.cell_dir / "domain.xml").write_text(xml)
+        self._started = True
+        self._host.start_transient(xml)
+
+    def _on_signal(self, signal: DomainSignal) -> None:
+        if isinstance(signal, AgentSignal):
+            if signal.connected:
+                self._wake.set()
+            return
+        self._post(signal)
+
+    # -- readiness and health probes --------------------------------------------------------
+
+    def start_probe(self, boot: int, stale_mark: str | None) -> None:
+        del boot  # the boot mark, not the count, tells boots apart
+        self._replace_probe(_Worker(f"ready-{self.domain}", lambda stop: self._await_ready(stale_mark, stop)))
+
+    def _await_ready(self, stale_mark: str | None, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                endpoint = self._channel.ask_ready(stale_mark)
+            except (NotReadyError, TestbedError, OSError):
+                self._wake.wait(READY_RETRY_SECONDS)
+                self._wake.clear()
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug must reach the machine, not kill the thread
+                self._report(
+                    stop, InfraFailed(f"readiness probe: internal error ({type(exc).__name__}): {exc}")
+                )
+                return
+            with self._lock:
+                if stop.is_set():
+                    return
+                self._endpoint = endpoint
+            self._post(GuestAnswered(endpoint.boot_mark))
+            return
+
+    def start_health_probe(self, boot: int, health_check: bool) -> None:
+        self._replace_probe(
+            _Worker(f"probe-{self.domain}", lambda stop: self._health(boot, health_check, stop))
+        )
+
+    def _health(self, boot: int, health_check: bool, stop: threading.Event) -> None:
+        try:
+            report = self._channel.probe(self._endpoint, health_check=health_check)
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the machine must hear of it
+            self._report(stop, InfraFailed(f"health probe: {type(exc).__name__}: {exc}"))
+            return
+        self._record_probe(boot, report.__dict__)
+        self._report(stop, ProbeFinished(report))
+
+    def _record_probe(self, boot: int, facts: dict[str, Any]) -> None:
+        """Every probe's facts are evidence: probes.jsonl beside the console."""
+        line = {"boot": boot, **{key: value for key, value in facts.items() if key != "findings"}}
+        line["findings"] = [finding.__dict__ for finding in facts.get("findings", ())]
+        with (self.cell_dir / "probes.jsonl").open("a") as stream:
+            stream.write(json.dumps(line, default=str) + "\n")
+
+    def _replace_probe(self, worker: _Worker) -> None:
+        with self._lock:
+            previous, self._probe = self._probe, worker
+        if previous is not None:
+            previous.cancel()
+
+    def stop_probe(self) -> None:
+        with self._lock:
+            probe, self._probe = self._probe, None
+        self._wake.set()
+        if probe is not None:
+            probe.cancel()
+
+    def request_reboot(self, boot: int) -> None:
+        del boot
+        self._channel.reboot()
+
+    def inject_nmi(self) -> None:
+        self._host.inject_nmi(self.domain)
+
+    def _report(self, stop: threading.Event, event: Any) -> None:
+        with self._lock:
+            if stop.is_set():
+                return
+        self._post(event)
+
+    # -- install steps ----------------------------------------------------------------------
+
+    def start_step(self, step: InstallStep) -> None:
+        endpoint = self._endpoint
+        if endpoint is None:
+            raise InfrastructureError("no guest endpoint: the readiness probe never answered")
+        worker = _Worker(f"step-{self.domain}", lambda stop: self._run_step(step, endpoint, stop))
+        with self._lock:
+            self._step = worker
+
+    def _run_step(self, step: InstallStep, endpoint: GuestEndpoint, cancel: threading.Event) -> None:
+        try:
+            finished = self._channel.run_step(endpoint, step, cancel)
+        except Exception as exc:  # noqa: BLE001 - the step must end with a result, whatever broke
+            kind = "" if isinstance(exc, TestbedError) else f"internal error ({type(exc).__name__}): "
+            finished = StepFinished(step, ok=False, blame=Blame.INFRASTRUCTURE, detail=f"{kind}{exc}")
+        self._report(cancel, finished)
+
+    def cancel_step(self) -> None:
+        with self._lock:
+            step, self._step = self._step, None
+        if step is not None:
+            step.stop.set()  # ansible-runner notices through its cancel callback; no need to wait here
+
+    # -- reconnecting -----------------------------------------------------------------------
+
+    def start_reconnect(self) -> None:
+        self._replace_probe(_Worker(f"reconnect-{self.domain}", self._reconnect))
+
+    def _reconnect(self, stop: threading.Event) -> None:
+        try:
+            self._host.reconnect()
+            self._host.subscribe(self.domain, self._on_signal)
+            condition = self._host.domain_condition(self.domain)
+            state = self._host.domain_state(self.domain)
+        except TestbedError as exc:
+            self._report(stop, InfraFailed(str(exc)))
+            return
+        self._report(stop, HostReconnected(condition, f"libvirt state {state}"))
+
+    # -- evidence and teardown --------------------------------------------------------------
+
+    def collect_evidence(self, outcome: CellOutcome, reason: str, summary: dict[str, Any]) -> Evidence:
+        evidence = Evidence(directory=str(self.cell_dir))
+        self.cell_dir.mkdir(parents=True, exist_ok=True)
+        state: tuple[int, int] | None = None
+        if self._started:
+            try:
+                state = self._host.domain_state(self.domain)
+            except InfrastructureError as exc:
+                evidence.warnings.append(f"domain state not read: {exc}")
+        domain_log = self._copy_domain_log(evidence)
+        if outcome is not CellOutcome.PASSED and self.console_log.exists():
+            evidence.crash = self._family.crash_report(self.console_log, domain_log)
+            if evidence.crash is not None:
+                (self.cell_dir / "crash.json").write_text(json.dumps(evidence.crash, indent=2) + "\n")
+        files = sorted(path.name for path in self.cell_dir.iterdir())
+        summary = {
+            **summary,
+            "domain": self.domain,
+            "host": self.host_name,
+            "domain_state_at_end": list(state) if state else None,
+            "crash": evidence.crash,
+            "files": files,
+        }
+        (self.cell_dir / "cell.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return evidence
+
+    def _copy_domain_log(self, evidence: Evidence) -> str:
+        if not self._host.config.is_local:
+            evidence.warnings.append("domain log not copied: remote host logs are not fetched yet")
+            return ""
+        source = self._host.config.log_dir / f"{self.domain}.log"
+        if not source.exists():
+            return ""
+        lines = source.read_text(errors="replace").splitlines()[-DOMAIN_LOG_TAIL_LINES:]
+        text = "\n".join(lines) + "\n"
+        (self.cell_dir / "domain.log").write_text(text)
+        return text
+
+    def teardown(self) -> None:
+        """Remove the domain and the overlay whatever happened; report every failure at the end."""
+        self.stop_probe()
+        self.cancel_step()
+        self._host.unsubscribe(self.domain)
+        problems = []
+        for attempt in range(2):
+            try:
+                self._host.remove_domain(self.domain)
+                self._host.delete_overlay(self._pool_dir, self.overlay_name)
+                break
+            except InfrastructureError as exc:
+                if attempt == 0:
+                    try:  # the connection may have broken: one reconnection, then report
+                        self._host.reconnect()
+                        continue
+                    except InfrastructureError as again:
+                        problems.append(str(again))
+                problems.append(str(exc))
+                break
+        if self._host.config.is_local:
+            (self._host.config.log_dir / f"{self.domain}.log").unlink(missing_ok=True)
+        shutil.rmtree(self._run.cell_work_dir(self.plan.cell_id, self.plan.attempt), ignore_errors=True)
+        if problems:
+            raise InfrastructureError("; ".join(problems))

@@ -1,0 +1,202 @@
+"""The Linux guest channel: the QEMU guest agent for readiness and facts, SSH/ansible for the rest.
+
+Readiness: the agent answers with a boot id different from the previous boot's, the guest has an
+address on the testbed network, its SSH host key is read through the agent and pinned, and sshd
+greets. Probes read facts through the agent (it works when the candidate cut the network), then
+check that SSH still works and run the candidate's health check over it. Installs run ansible.
+"""
+
+import ipaddress
+import shlex
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from orchestrator.adapters.ansible_playbook import run_playbook
+from orchestrator.adapters.libvirt_host import LibvirtHost
+from orchestrator.adapters.ssh import SshTarget, run_ssh
+from orchestrator.core.cell_events import StepFinished
+from orchestrator.core.outcomes import Blame
+from orchestrator.core.plan import CellPlan, InstallStep, StepKind
+from orchestrator.core.probe_rules import ConsoleFinding, ProbeReport
+from orchestrator.core.sanitize import one_line
+from orchestrator.errors import InfrastructureError
+from orchestrator.guests.channel import GuestEndpoint, NotReadyError
+from orchestrator.guests.linux.console import console_findings
+from orchestrator.guests.linux.probe_script import BOOT_ID_PATH, parse_facts, probe_script
+from orchestrator.guests.linux.staging import STAGE_DIR, staging_script
+from orchestrator.guests.run_context import RunContext
+
+HOST_KEY_PATH = "/etc/ssh/ssh_host_ed25519_key.pub"
+FACTS_TIMEOUT_S = 20.0
+
+
+def read_banner(address: str, port: int = 22, timeout: float = 3.0) -> str:
+    with socket.create_connection((address, port), timeout=timeout) as connection:
+        connection.settimeout(timeout)
+        banner = connection.recv(256).decode(errors="replace")
+    if not banner.startswith("SSH-"):
+        raise NotReadyError(f"port {port} answered {banner[:40]!r}, not an SSH banner")
+    return banner.strip()
+
+
+class LinuxChannel:
+    """Talks to one Linux guest through its agent (via libvirt) and over SSH."""
+
+    def __init__(self, plan: CellPlan, domain: str, host: LibvirtHost, run: RunContext) -> None:
+        self.plan = plan
+        self._domain = domain
+        self._host = host
+        self._run = run
+        self._network = ipaddress.ip_network(run.settings.network_cidr)
+        self._work_dir = run.cell_work_dir(plan.cell_id, plan.attempt)
+        self._console_log = run.cell_dir(plan.cell_id, plan.attempt) / "console.log"
+
+    # -- readiness --------------------------------------------------------------------------
+
+    def ask_ready(self, stale_mark: str | None) -> GuestEndpoint:
+        self._host.agent_command(self._domain, "guest-ping", timeout=3)
+        mark = self._read(["cat", BOOT_ID_PATH]).strip()
+        if not mark:
+            raise NotReadyError("the guest reported an empty boot id")
+        if mark == stale_mark:
+            raise NotReadyError("the guest still runs the boot from before the reboot")
+        addresses = [
+            address
+            for address in self._host.guest_ipv4_addresses(self._domain)
+            if ipaddress.ip_address(address) in self._network
+        ]
+        if not addresses:
+            raise NotReadyError(f"no address in {self._network} yet")
+        self._host.set_authorized_keys(self._domain, "root", [self._run.ssh_public_key])
+        known_hosts = self._pin_host_key(addresses[0])
+        read_banner(addresses[0])
+        return GuestEndpoint(boot_mark=mark, address=addresses[0], known_hosts=known_hosts)
+
+    def _read(self, argv: list[str]) -> str:
+        result = self._host.agent_exec(
+            self._domain, argv[0] if argv[0].startswith("/") else f"/bin/{argv[0]}", argv[1:]
+        )
+        if result.exit_code != 0:
+            raise NotReadyError(f"{' '.join(argv)} exited with {result.exit_code}: {one_line(result.stderr)}")
+        return result.stdout
+
+    def _pin_host_key(self, address: str) -> Path:
+        """The guest's host key as its agent (the hypervisor's channel) reports it: SSH must match."""
+        key = self._read(["cat", HOST_KEY_PATH]).split()
+        if len(key) < 2 or not key[0].startswith("ssh-"):
+            raise NotReadyError(f"{HOST_KEY_PATH} holds no usable key yet")
+        self._work_dir.mkdir(parents=True, exist_ok=True)
+        known_hosts = self._work_dir / "known_hosts"
+        known_hosts.write_text(f"{address} {key[0]} {key[1]}\n")
+        return known_hosts
+
+    def _target(self, endpoint: GuestEndpoint) -> SshTarget:
+        return SshTarget(endpoint.address, "root", self._run.ssh_private_key, endpoint.known_hosts)
+
+    # -- probes -----------------------------------------------------------------------------
+
+    def probe(self, endpoint: GuestEndpoint | None, *, health_check: bool) -> ProbeReport:
+        findings = self._findings()
+        try:
+            result = self._host.agent_exec(
+                self._domain, "/bin/sh", ["-c", probe_script()], timeout_s=FACTS_TIMEOUT_S
+            )
+        except InfrastructureError as exc:
+            return ProbeReport(agent_ok=False, findings=findings, detail=str(exc))
+        facts = parse_facts(result.stdout)
+        report: dict[str, Any] = {
+            "agent_ok": True,
+            "boot_mark": facts.boot_id,
+            "sysctls": dict(facts.sysctls),
+            "tainted": facts.tainted,
+            "findings": findings,
+        }
+        if endpoint is None:
+            return ProbeReport(**report, ssh_detail="no address: the guest never became ready")
+        target = self._target(endpoint)
+        try:
+            run_ssh(target, "true", timeout_s=30)
+        except InfrastructureError as exc:
+            return ProbeReport(**report, ssh_detail=str(exc))
+        report["ssh_ok"] = True
+        command = self._health_command() if health_check else None
+        if command is not None:
+            limit = max(10.0, self.plan.timeouts.probe_s / 2)
+            try:
+                checked = run_ssh(
+                    target, f"timeout {limit:g} sh -c {shlex.quote(command)}", timeout_s=limit + 15
+                )
+            except InfrastructureError as exc:
+                return ProbeReport(
+                    **{**report, "ssh_ok": False}, ssh_detail=f"during the health check: {exc}"
+                )
+            report["health_rc"] = checked.exit_code
+            report["health_output"] = one_line(checked.output, 1000)
+        return ProbeReport(**report)
+
+    def _findings(self) -> tuple[ConsoleFinding, ...]:
+        return console_findings(self._console_log) if self._console_log.exists() else ()
+
+    def _health_command(self) -> str | None:
+        package = self._run.candidate.sensor_package(self.plan.image.os_family)
+        return package.health_check if package is not None else None
+
+    # -- install steps ----------------------------------------------------------------------
+
+    def run_step(self, endpoint: GuestEndpoint, step: InstallStep, cancel: threading.Event) -> StepFinished:
+        if step.kind is not StepKind.CANDIDATE:
+            return StepFinished(
+                step,
+                ok=False,
+                blame=Blame.INFRASTRUCTURE,
+                detail="co-installed products are not installable yet",
+            )
+        result = run_playbook(
+            playbook=self._run.playbooks_dir / "linux" / "install_candidate.yml",
+            private_data_dir=self._work_dir / "ansible" / "install_candidate",
+            target=self._target(endpoint),
+            extravars=self._candidate_vars(),
+            events_log=self._console_log.parent / "ansible-events.jsonl",
+            timeout_s=self.plan.timeouts.install_s,
+            cancel=cancel,
+        )
+        return StepFinished(
+            step,
+            ok=result.ok,
+            blame=result.blame,
+            detail=one_line(result.detail, 2000),
+            unreachable=result.unreachable,
+        )
+
+    def _candidate_vars(self) -> dict[str, Any]:
+        candidate = self._run.candidate
+        family = self.plan.image.os_family
+        package = candidate.sensor_package(family)
+        if package is None:
+            raise InfrastructureError(f"the candidate has no sensor package for {family}")
+        artifacts = candidate.artifacts_for(family)
+        bundle = self._work_dir / "stage-artifacts.sh"
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        bundle.write_text(
+            staging_script(STAGE_DIR, [(Path(a.path).name, candidate.path_of(a)) for a in artifacts])
+        )
+        installer_args: list[str] = []
+        for content in candidate.content_files():
+            installer_args += ["--content", f"{STAGE_DIR}/{Path(content.path).name}"]
+        return {
+            "testbed_stage_dir": STAGE_DIR,
+            "testbed_bundle": str(bundle),
+            "testbed_artifacts": [
+                {"name": a.name, "kind": str(a.kind), "file": Path(a.path).name, "sha256": a.sha256}
+                for a in artifacts
+            ],
+            "testbed_sensor_package": Path(package.path).name,
+            "testbed_installer_args": installer_args,
+        }
+
+    # -- reboots ----------------------------------------------------------------------------
+
+    def reboot(self) -> None:
+        self._host.reboot_guest(self._domain)
