@@ -19,6 +19,7 @@ packages=(
   qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config ovmf
   dnsmasq-base debootstrap busybox-static cpio e2fsprogs openssh-client
   gcc make python3-venv python3-dev
+  postgresql
 )
 # The sample sensor is built against the kernel headers of every Linux image's kernel.
 for definition in images/linux/*.yaml; do
