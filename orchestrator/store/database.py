@@ -106,6 +106,14 @@ def upgrade(engine: Engine) -> None:
 def open_database(url: str, *, migrate: bool = True) -> Database:
     """Connect (creating the SQLite file's directory if needed) and migrate to the newest schema."""
     try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise ConfigurationError(f"database_url: not a database URL: {shown_url(url)}") from exc
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(
+            f"database_url: only sqlite and postgresql are supported, not {shown_url(url)}"
+        )
+    try:
         engine = create_engine(url, pool_pre_ping=True)
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise ConfigurationError(f"database_url: cannot use {shown_url(url)}: {exc}") from exc
@@ -114,10 +122,6 @@ def open_database(url: str, *, migrate: bool = True) -> Database:
         if database_path and database_path != ":memory:":
             Path(database_path).parent.mkdir(parents=True, exist_ok=True)
         _prepare_sqlite(engine)
-    elif engine.dialect.name != "postgresql":
-        raise ConfigurationError(
-            f"database_url: only sqlite and postgresql are supported, not {shown_url(url)}"
-        )
     if migrate:
         try:
             upgrade(engine)
