@@ -13,11 +13,12 @@ from pathlib import Path
 from orchestrator.errors import ConfigurationError, InfrastructureError
 from orchestrator.images.catalog import ImageCatalog, ImageRecord
 from orchestrator.images.debian_builder import build_debian_image
-from orchestrator.images.definition import DebianImage, InitramfsImage, definition_digest
+from orchestrator.images.definition import DebianImage, InitramfsImage, WindowsImage, definition_digest
 from orchestrator.images.initramfs_builder import BUSYBOX, build_initramfs_image
+from orchestrator.images.windows_builder import WindowsMedia, build_windows_image
 
 Progress = Callable[[str], None]
-Definition = DebianImage | InitramfsImage
+Definition = DebianImage | InitramfsImage | WindowsImage
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,14 @@ def _ordered(definitions: Mapping[str, Definition], names: list[str] | None) -> 
     return sorted(selected, key=lambda item: isinstance(item, InitramfsImage))
 
 
-def _digest(definition: Definition, catalog: Mapping[str, ImageRecord]) -> str:
+def _digest(
+    definition: Definition, catalog: Mapping[str, ImageRecord], media: Mapping[str, WindowsMedia]
+) -> str:
     if isinstance(definition, DebianImage):
         return definition_digest(definition)
+    if isinstance(definition, WindowsImage):  # the same definition from another ISO is another image
+        iso = media.get(definition.name)
+        return definition_digest(definition, {"iso": iso.iso_sha256.lower() if iso else "none"})
     busybox = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest() if BUSYBOX.exists() else "missing"
     return definition_digest(
         definition, {"kernel": catalog[definition.kernel_from].digest, "busybox": busybox}
@@ -81,6 +87,8 @@ def build_images(
     *,
     names: list[str] | None = None,
     overlay_dirs: tuple[Path, ...] = (),
+    windows_media: Mapping[str, WindowsMedia] | None = None,
+    windows_dir: Path | None = None,
 ) -> list[BuildResult]:
     """Build what is missing or changed; each image appears in the catalog only once complete.
 
@@ -93,7 +101,7 @@ def build_images(
         for definition in _ordered(definitions, names):
             started = time.monotonic()
             records = catalog.usable()
-            digest = _digest(definition, records)
+            digest = _digest(definition, records, windows_media or {})
             current = records.get(definition.name)
             if current is not None and current.digest == digest:
                 _prune_superseded(images_dir, current, overlay_dirs, progress)
@@ -107,6 +115,8 @@ def build_images(
                 mirror=mirror,
                 records=records,
                 progress=progress,
+                windows_media=windows_media or {},
+                windows_dir=windows_dir,
             )
             catalog.put(record)
             _prune_superseded(images_dir, record, overlay_dirs, progress)
@@ -124,7 +134,20 @@ def _build_one(
     mirror: str,
     records: Mapping[str, ImageRecord],
     progress: Progress,
+    windows_media: Mapping[str, WindowsMedia],
+    windows_dir: Path | None,
 ) -> ImageRecord:
+    if isinstance(definition, WindowsImage):
+        if windows_dir is None:
+            raise ConfigurationError(f"image {definition.name}: no Windows templates directory given")
+        return build_windows_image(
+            definition,
+            windows_media.get(definition.name),
+            digest=digest,
+            images_dir=images_dir,
+            windows_dir=windows_dir,
+            progress=progress,
+        )
     final = images_dir / f"{definition.name}-{digest[:12]}"
     staging = images_dir / f".staging-{definition.name}-{digest[:12]}"
     work = images_dir / ".cache" / f"work-{definition.name}"

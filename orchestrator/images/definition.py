@@ -85,11 +85,43 @@ class InitramfsImage(BaseModel):
         return _crash_cmdline(cmdline)
 
 
-ImageDefinition = Annotated[DebianImage | InitramfsImage, Field(discriminator="kind")]
-_DEFINITION: TypeAdapter[DebianImage | InitramfsImage] = TypeAdapter(ImageDefinition)
+class WindowsImage(BaseModel):
+    """A Windows guest installed by Packer from the user's ISO (images/windows/: templates, answer
+    files, scripts). The ISO is not in the definition: it is given to ``testbed images build``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["windows-packer"] = "windows-packer"
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    os_family: Literal["windows"] = "windows"
+    os_version: str = Field(min_length=1, description="e.g. windows-11-24h2")
+    packer_vars: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]*\.pkrvars\.hcl$", description="file in images/windows/"
+    )
+    autounattend: str = Field(pattern=_NAME, description="directory in images/windows/unattend/")
+    secure_boot: bool = Field(description="UEFI Secure Boot with Microsoft's keys (Windows 11)")
+    tpm: bool = Field(description="a TPM 2.0 from swtpm")
+    disk_size_mib: int = Field(65536, ge=32768)
+    memory_mib: int = Field(4096, ge=2048)
+    vcpus: int = Field(2, ge=1)
+    username: str = Field("testbed", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,19}$")
+    # A lab password for throwaway guests on an isolated network; WinRM and the answer files use it.
+    password: str = Field("Testbed-Passw0rd!", min_length=8, pattern=r"^[^<>&'\"@]+$")
+    virtio_win_iso: Path = Field(
+        Path("/usr/share/virtio-win/virtio-win.iso"), description="the virtio-win driver ISO on the build host"
+    )
+    build_timeout_s: int = Field(4 * 3600, ge=600)
 
 
-def load_definition(path: Path) -> DebianImage | InitramfsImage:
+AnyImageDefinition = DebianImage | InitramfsImage | WindowsImage
+
+
+ImageDefinition = Annotated[AnyImageDefinition, Field(discriminator="kind")]
+_DEFINITION: TypeAdapter[AnyImageDefinition] = TypeAdapter(ImageDefinition)
+
+
+def load_definition(path: Path) -> AnyImageDefinition:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -100,8 +132,8 @@ def load_definition(path: Path) -> DebianImage | InitramfsImage:
         raise ConfigurationError(f"image definition {path}:\n{describe_validation_error(exc)}") from exc
 
 
-def load_definitions(directories: list[Path]) -> dict[str, DebianImage | InitramfsImage]:
-    definitions: dict[str, DebianImage | InitramfsImage] = {}
+def load_definitions(directories: list[Path]) -> dict[str, AnyImageDefinition]:
+    definitions: dict[str, AnyImageDefinition] = {}
     for directory in directories:
         for path in sorted(directory.glob("*.yaml")):
             definition = load_definition(path)
@@ -111,7 +143,7 @@ def load_definitions(directories: list[Path]) -> dict[str, DebianImage | Initram
     return definitions
 
 
-def definition_digest(definition: DebianImage | InitramfsImage, inputs: dict[str, str] | None = None) -> str:
+def definition_digest(definition: AnyImageDefinition, inputs: dict[str, str] | None = None) -> str:
     """sha256 over the definition, the builder revision and the digests of inputs it builds on."""
     canonical = json.dumps(
         {
