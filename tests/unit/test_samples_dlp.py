@@ -337,3 +337,14 @@ def test_installer_refuses_a_kernel_it_has_no_module_for(unpacked):
     assert result.returncode == 3
     assert "kernel 9.9.9-not-packaged is not supported by dlp-agent 2.3.0" in result.stderr
     assert f"(supported kernel releases: {KERNEL_N1}, {KERNEL_N})" in result.stderr
+
+
+@pytest.mark.skipif(
+    not (product_builder.DEFAULT_HEADERS_ROOT / f"linux-headers-{KERNEL_N}" / "Makefile").is_file(),
+    reason=f"linux-headers-{KERNEL_N} is not installed",
+)
+def test_a_real_build_carries_the_product_version():
+    ko = product_builder.build_module(KERNEL_N, "2.3.0")
+
+    assert product_builder._kmod._modinfo_value(ko, "version") == "2.3.0"
+    assert product_builder._kmod._modinfo_value(ko, "vermagic").startswith(f"{KERNEL_N} ")

@@ -471,3 +471,23 @@ def test_the_manifest_is_plain_yaml(tmp_path, headers_root):
     assert [a["kind"] for a in data["artifacts"]] == ["sensor_package", "sensor_package", "content"]
     assert [a.get("sensor_version") for a in data["artifacts"]] == ["1.1.0", "1.0.0", None]
     assert {a.kind for a in load_candidate(built.out_dir).manifest.artifacts} == set(ArtifactKind)
+
+
+# ---- a real compile (needs the kernel headers the images use) -----------------------------------
+
+
+@pytest.mark.skipif(
+    not (builder.DEFAULT_HEADERS_ROOT / f"linux-headers-{KERNEL_N}" / "Makefile").is_file(),
+    reason=f"linux-headers-{KERNEL_N} is not installed",
+)
+def test_real_builds_carry_their_version_and_are_byte_identical_when_repeated():
+    validating = builder.build_module(KERNEL_N, "1.1.0-validating")
+    again = builder.build_module(KERNEL_N, "1.1.0-validating")
+    old = builder.build_module(KERNEL_N, "1.0.0")
+
+    assert validating == again
+    assert builder._modinfo_value(validating, "version") == "1.1.0-validating"
+    assert builder._modinfo_value(old, "version") == "1.0.0"
+    assert builder._modinfo_value(old, "vermagic").startswith(f"{KERNEL_N} ")
+    assert builder._modinfo_value(old, "firmware") == "testbed-sensor/channel.bin"
+    assert validating != old
