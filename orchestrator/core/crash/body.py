@@ -10,16 +10,19 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.core.crash.frames import Frame, parse_frame, parse_register_site, parse_site
+from orchestrator.core.crash.frames import Frame, parse_arm32_caller, parse_frame, parse_register_site, parse_site
 from orchestrator.core.crash.lines import ConsoleLine
 
-_TRACE_HEADER = re.compile(r"^(?:Call [Tt]race:?|Backtrace:|stack backtrace:|backtrace(?: \(crc [0-9a-f]+\))?:)")
+_TRACE_HEADER = re.compile(
+    r"^(?:Call [Tt]race:?|Backtrace:|stack backtrace:|backtrace(?: \(crc [0-9a-f]+\))?:|\.\.\. which became .{1,80} at:)"
+)
 _AUX_HEADER = re.compile(
     r"^(?:Allocated by task|Freed by task|Last potentially related work creation|Second to last potentially"
     r"|The buggy address belongs|Memory state around|Uninit was (?:created|stored)|Local variable .{1,80} created at"
     r"|NMI backtrace for cpu|Sending NMI from CPU|Showing all locks held)"
 )
 _STACK_MARKER = re.compile(r"^<(?P<closing>/?)(?P<name>IRQ|NMI|TASK|EOI|SOFTIRQ|#DF|#MC|#VC|DB\d?)>\s*")
+_INTERRUPT_ENTRY = re.compile(r"apic_timer_interrupt|^el1h?_64_irq|^el1_irq$|^__irq_svc$")
 _SITE_PREFIXES = ("RIP:", "IP:", "EIP:", "pc ", "pc:", "PC is at", "NIP")
 _LOCK_SITE = re.compile(r", at: (?P<site>.*)$")
 _TAINTED = re.compile(r"Tainted: (?P<flags>[A-Z ]+?)\s+\d")
@@ -91,6 +94,9 @@ class _Reader:
             stripped = stripped[marker.end() :]
             if not stripped:
                 return
+        if stripped.startswith("Exception stack("):  # 32-bit arm: below it, the interrupted context
+            self.after_interrupt = True
+            return
         if _TRACE_HEADER.match(stripped):
             self.open_section("trace")
             return
@@ -101,6 +107,11 @@ class _Reader:
         if frame is not None:
             self.add(frame, "lock" if self.lock_site_next else "trace")
             self.lock_site_next = False
+            if _INTERRUPT_ENTRY.search(frame.function):  # below it, the context the interrupt interrupted
+                self.after_interrupt = True
+            caller = parse_arm32_caller(stripped)
+            if caller is not None:
+                self.add(caller, "trace")
             return
         if stripped.startswith(_SITE_PREFIXES):
             site = parse_register_site(stripped)

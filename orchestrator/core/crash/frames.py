@@ -26,7 +26,10 @@ _FRAME = re.compile(
     rf"(?:\(\))?(?:\s+{_FILE})?(?:\s+{_MODULE})?"
 )
 _INLINE_FRAME = re.compile(rf"^\s*(?P<questionable>\?\s+)?(?P<function>{_NAME})\s+{_FILE}\s+\[inline\]")
-_ARM32_FRAME = re.compile(rf"^\s*\[<[0-9a-fA-F]+>\]\s+\((?P<function>{_NAME}){_OFFSET}(?:\s+{_MODULE})?\) from ")
+_ARM32_FRAME = re.compile(
+    rf"^\s*\[<[0-9a-fA-F]+>\]\s+\((?P<function>{_NAME})(?:{_OFFSET})?(?:\s+{_MODULE})?\) from "
+)
+_ARM32_CALLER = re.compile(rf"\) from \[<[0-9a-fA-F]+>\]\s+\((?P<function>{_NAME})(?:{_OFFSET})?(?:\s+{_MODULE})?\)")
 # Where a token names a function: after "RIP: 0010:", "at", "in:", "pc : " ...
 _SITE = re.compile(rf"(?:{_ADDRESS})*(?P<function>{_NAME})(?:{_OFFSET})(?:\(\))?(?:\s+{_FILE})?(?:\s+{_MODULE})?")
 _REGISTER_SITE = re.compile(
@@ -47,6 +50,8 @@ class Frame:
     function: str
     module: str | None = None
     questionable: bool = False  # printed with "? ": the unwinder is not sure it is on the stack
+    inlined: bool = False  # "[inline]" (symbolized reports): named by the function it was inlined into,
+    # as an unsymbolized console would, so that both give the same title
 
 
 def canonical_name(name: str) -> str:
@@ -56,12 +61,13 @@ def canonical_name(name: str) -> str:
     return stripped or base
 
 
-def _frame(match: re.Match[str]) -> Frame:
+def _frame(match: re.Match[str], *, inlined: bool = False) -> Frame:
     module = match.groupdict().get("module")
     return Frame(
         canonical_name(match.group("function")),
         module,
         bool(match.groupdict().get("questionable")),
+        inlined,
     )
 
 
@@ -72,8 +78,14 @@ def parse_frame(text: str) -> Frame | None:
         return _frame(found) if found else None
     if "[inline]" in text:
         found = _INLINE_FRAME.match(text)
-        return _frame(found) if found else None
+        return _frame(found, inlined=True) if found else None
     return None
+
+
+def parse_arm32_caller(text: str) -> Frame | None:
+    """32-bit arm prints "(callee) from (caller+0x..)": the caller is a frame too (a tail call may hide it)."""
+    found = _ARM32_CALLER.search(text) if ") from [<" in text else None
+    return _frame(found) if found else None
 
 
 def parse_site(text: str) -> Frame | None:
@@ -97,12 +109,11 @@ def _anchored(*patterns: str) -> re.Pattern[str]:
 # Crash machinery, sanitizers, printk, locking, allocation, generic library code, interrupt entry.
 GENERAL_SKIP = _anchored(
     r"(?:__)?dump_stack\w*$", r"show_(?:stack|trace|regs)\w*$", r"__show_regs$", r"dump_backtrace\w*$",
-    r"(?:arch_)?stack_trace_\w+$", r"arch_stack_walk$", r"(?:__)?unwind_\w+$", r"(?:v|nmi_)?panic$",
+    r"(?:arch_)?stack_trace_\w+$", r"arch_stack_walk$", r"unwind_backtrace$", r"(?:v|nmi_|__)?panic$",
     r"check_panic_on_warn$", r"__warn\w*$", r"warn_slowpath\w*$", r"(?:__)?report_bug$", r"handle_bug$",
     r"fixup_bug$", r"do_error_trap$", r"do_trap\w*$", r"do_invalid_op$", r"do_int3\w*$", r"(?:asm_)?exc_\w+$",
-    r"invalid_op$", r"(?:__)?die(?:_\w+)?$", r"oops_\w+$", r"page_fault_oops$", r"no_context$",
-    r"(?:__)?bad_area\w*$", r"do_(?:user|kern)_addr_fault$", r"kernelmode_fixup_or_oops$",
-    r"(?:async_)?page_fault$", r"(?:__)?do_page_fault$", r"handle_page_fault$", r"do_general_protection$",
+    r"invalid_op$", r"(?:__)?die(?:_\w+)?$", r"oops_\w+$", r"page_fault_oops$", r"kernelmode_fixup_or_oops$",
+    r"do_general_protection$", r"__virt_to_phys\w*$",
     r"do_mem_abort$", r"el1_(?:abort|da|ia|dbg|sync\w*|interrupt)$", r"el1h_64_\w+$",
     r"do_translation_fault$", r"do_bad_area$", r"(?:__)?do_kernel_fault$", r"die_kernel_fault$",
     r"bug_handler$", r"call_break_hook$", r"brk_handler$", r"do_debug_exception$", r"gic_handle_irq$",
@@ -140,7 +151,9 @@ GENERAL_SKIP = _anchored(
     r"(?:__)?kref_\w+$", r"(?:arch_|raw_)?atomic(?:64|_long)?_\w+$", r"(?:__)?(?:test_and_)?(?:set|clear|change|test)_bit\w*$",
     r"v?s[cn]?n?printf$", r"vsn?printf$", r"format_decode$", r"pointer$", r"string(?:_\w+)?$", r"number$",
     r"(?:__)?x86_indirect_thunk\w*$", r"__x86_return_thunk$", r"__pfx_\w+$", r"read_word_at_a_time$",
-    r"__phys_addr\w*$", r"(?:__)?wake_up\w*$", r"complete$", r"(?:__)?(?:queue|flush)_(?:delayed_)?work\w*$",
+    r"__phys_addr\w*$", r"__wake_up\w*$",
+    r"wake_up(?:_interruptible\w*|_all|_locked|_bit|_var|_process|_sync\w*|_poll)?$",
+    r"complete$", r"(?:__)?(?:queue|flush)_(?:delayed_)?work\w*$",
     r"insert_work$", r"__cancel_work\w*$", r"cancel_(?:delayed_)?work\w*$", r"(?:__)?(?:del|mod)_timer\w*$",
     r"__?timer_delete\w*$", r"kobject_\w+$", r"(?:__)?put_device$", r"(?:__)?debug_object\w*$",
     r"debug_print_object$", r"(?:__)?ref_tracker\w*$", r"preempt_count_\w+$", r"(?:__)?rcu_read_(?:un)?lock\w*$",
@@ -153,22 +166,108 @@ GENERAL_SKIP = _anchored(
     r"wait_for_completion\w*$", r"[mu]sleep\w*$", r"finish_wait$", r"prepare_to_wait\w*$",
 )
 
+# Core-kernel names skipped when they merely contain these (syzkaller's skipPatterns, pkg/report/linux.go).
+# They apply to core-kernel frames only: a third-party module names its functions its own way, and
+# its "tbs_wait_channel" or "tbs_alloc_table" is exactly what its developers need to read.
+CORE_SUBSTRINGS: tuple[str, ...] = (
+    "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan_setup_watchpoint", "check_memory_region",
+    "check_heap_object", "check_object", "read_word_at_a_time", "(read|write)_once_.*nocheck",
+    "print_address_description", "panic", "invalid_op", "report_bug", "fixup_bug", "print_report",
+    "print_usage_bug", "do_error", "_trap$|do_trap", "show_stack", "dump_stack", "walk_stack", "dump_backtrace",
+    "warn_slowpath", "warn_alloc", "warn_bogus", "__warn", "alloc_page", "k?v?(?:m|z|c)alloc", "krealloc",
+    "kmem_cache", "allocate_slab", "__alloc_frozen_pages", "folio_(?:alloc|unlock)", "filemap_alloc_folio",
+    "__filemap_get_folio", "find_or_create_page", "do_read_cache_folio", "read_cache_page", "pagecache_get_page",
+    "grab_cache_page_write_begin", "slab_", "debug_object", "timer_is_static_object", "work_is_static_object",
+    "__might_fault", "print_unlock", "imbalance_bug", "lockdep", "bh_enable", "bh_disable", "perf_trace",
+    "lock_acquire", "lock_release", "lock_class", "mark_lock", "(reacquire|mark)_held_locks", "raw_spin_rq",
+    "spin_lock", "spin_trylock", "spin_unlock", "read_lock", "read_trylock", "write_lock", "write_trylock",
+    "read_unlock", "write_unlock", "^down$", "down_read", "down_write", "down_trylock", "up_read", "up_write",
+    "^mutex_", "^__mutex_", "^rt_mutex_", "owner_on_cpu", "osq_lock", "osq_unlock",
+    "atomic(64)?_(dec|inc|read|set|or|xor|and|add|sub|fetch|xchg|cmpxchg|try)", "(set|clear|change|test)_bit",
+    "__wake_up", "^refcount_", "^kref_", "ref_tracker", "seqprop_assert", "memcpy", "memcmp", "memset",
+    "memchr", "memmove", "memdup", "strcmp", "strncmp", "strcpy", "strlcpy", "strncpy", "strscpy", "strlen",
+    "strstr", "strnstr", "strnlen", "strchr", "strdup", "strndup", "copy_to_user", "copy_from_user",
+    "copy_to_iter", "copy_from_iter", "copy_page_to_iter", "copy_page_from_iter", "copy_folio_to_iter",
+    "^copyin$", "^copyout$", "put_user", "get_user", "might_fault", "might_sleep", "list_add", "list_del",
+    "list_replace", "list_move", "list_splice", "^rb_", "^__rb_", "_indirect_thunk_", "string", "pointer",
+    "snprintf", "scnprintf", "kasprintf", "kvasprintf", "printk", "va_format", "dev_info", "dev_notice",
+    "dev_warn", "dev_err", "dev_alert", "dev_crit", "dev_emerg", "program_check_exception",
+    "program_check_common", "del_timer", "flush_work", "__cancel_work_timer", "cancel_work_sync",
+    "try_to_grab_pending", "flush_workqueue", "drain_workqueue", "destroy_workqueue", "queue_work",
+    "finish_wait", "kthread_stop", "kobject_", "add_uevent_var", "get_device_parent", "device_add",
+    "device_del", "device_unregister", "device_destroy", "device_release", "devres_release_all",
+    "hwrng_unregister", "i2c_del_adapter", "__unregister_client", "device_for_each_child",
+    "rollback_registered", "unregister_netdev", "sysfs_remove", "device_remove_file", "tty_unregister_device",
+    "dummy_urb_enqueue", "usb_kill_urb", "usb_kill_anchored_urbs", "usb_control_msg", "usb_hcd_submit_urb",
+    "usb_submit_urb", "^complete$", "wait_for_completion", "^kv?free$", "kfree_skb", "readb$", "readw$",
+    "readl$", "readq$", "writeb$", "writew$", "writel$", "writeq$", "logic_in", "logic_out", "^crc\\d+",
+    "crc_itu_t", "__might_resched", "assertfail", "^iput$", "^iput_final$", "^ihold$", "hex_dump_to_buffer",
+    "print_hex_dump", "^klist_", "(trace|lockdep)_(hard|soft)irq", "^(un)?lock_page", "stack_trace_consume_entry",
+    "arch_stack_walk", "stack_trace_save", "insert_work", "__queue_delayed_work", "queue_delayed_work_on",
+    "ida_free", "do_(kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?",
+    "print_tainted", "xas_(?:start|load|find)", "find_lock_entries", "truncate_inode_pages_range", "__phys_addr",
+    "__fortify_report", "cleanup_srcu_struct", "rhashtable_lookup", "extract_(user|iter)_to_sg", "drop_nlink",
+    "^get_taint$", "^put_device$", "lock_timer_base", "__timer_delete_sync", "sk_stop_timer_sync",
+    "__mod_timer", "fast_dput", "dput", "mark_buffer_dirty",
+)  # fmt: skip
+CORE_SKIP = re.compile("|".join(CORE_SUBSTRINGS))
+
 # A task that sleeps too long names where it waited, not the waiting machinery (syzkaller's hang list).
 HANG_SKIP = _anchored(
     r"kthread$", r"ret_from_fork\w*$", r"worker_thread$", r"smpboot_thread_fn$", r"(?:__)?synchronize_\w+$",
     r"(?:__)?flush_\w+$", r"(?:__)?wait_(?:on|event|for|woken)\w*$", r"(?:__)?folio_wait\w*$",
     r"(?:__)?lock_page\w*$", r"(?:__)?lock_sock\w*$", r"context_switch$", r"__switch_to\w*$",
     r"(?:__)?cancel_\w*work\w*$", r"rcu_barrier\w*$", r"(?:__)?rcu_\w+$", r"(?:__)?percpu_rwsem\w*$",
-    r"rtnl_lock$",
+)
+HANG_SUBSTRINGS = (
+    "sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kthread", "wait", "synchronize",
+    "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier",
+)  # fmt: skip
+# Waits that many hangs share: syzkaller groups them under one name.
+HANG_BUCKETS = (
+    ("rtnl_lock", "rtnl_lock"),
+    ("synchronize_rcu", "synchronize_rcu"),
+    ("synchronize_srcu", "synchronize_rcu"),
+    ("synchronize_net", "synchronize_rcu"),
+    ("synchronize_sched", "synchronize_rcu"),
 )
 STALL_SKIP = _anchored(r"(?:__)?rcu_\w+$", r"(?:__)?sched_clock\w*$", r"update_process_times$", r"tick_\w+$")
+# Where a stalled CPU's loop was dispatched from: the frame above it names the loop (syzkaller's anchors).
+STALL_ANCHORS = re.compile(
+    "process_one_work|do_syscall_|do_fast_syscall_|sysenter_dispatch|tracesys_phase2|el0_svc_handler"
+    "|invoke_syscall|ret_fast_syscall|netif_receive_skb|do_softirq|call_timer_fn|_run_timers|run_timer_softirq"
+    "|hrtimer_run|run_ksoftirqd|smpboot_thread_fn|^kthread$|start_secondary|cpu_startup_entry|ret_from_fork"
+    "|vfs_write|vfs_read|vfs_iter_read|vfs_iter_write|do_iter_read|do_iter_write|call_read_iter|call_write_iter"
+    "|new_sync_read|new_sync_write|vfs_ioctl|ksys_ioctl|compat_ioctl|compat_sys_ioctl|blkdev_driver_ioctl"
+    "|blkdev_ioctl|do_iter_readv_writev|^call_mmap|mmap_region|do_mmap|do_dentry_open|vfs_open|^sock_sendmsg"
+    "|^sock_recvmsg|^sock_release|^__sock_release|^setsockopt$|kernel_setsockopt|sock_common_setsockopt"
+    "|^listen$|kernel_listen|sk_common_release|^sock_mmap|^accept$|kernel_accept|^sock_do_ioctl|^sock_ioctl"
+    "|^compat_sock_ioctl|^nfnetlink_rcv_msg|^rtnetlink_rcv_msg|^netlink_dump|^(sys_)?(socketpair|connect|ioctl)"
+    "|__do_fault|do_page_fault|^page_fault$|__fput|task_work_run|exit_to_usermode|smp_call_function"
+    "|tasklet_action|tasklet_hi_action"
+)
 LEAK_SKIP = _anchored(r"kmemleak_\w+$", r"(?:__)?create_object\w*$", r"(?:__)?alloc_skb\w*$", r"pcpu_\w+$")
 
 
-def is_skipped(frame: Frame, extra: re.Pattern[str] | None = None) -> bool:
-    """The frame names crash machinery or generic code (or is unreliable): not the guilty one."""
-    if frame.questionable:
-        return True
-    if GENERAL_SKIP.match(frame.function):
-        return True
-    return extra is not None and extra.match(frame.function) is not None
+@dataclass(frozen=True)
+class SkipList:
+    """Which frames a kind of report looks past."""
+
+    anchored: re.Pattern[str] | None = None  # for every frame, matched at the start of the name
+    core: re.Pattern[str] | None = None  # for core-kernel frames only, searched anywhere in the name
+
+    def skips(self, frame: Frame) -> bool:
+        """The frame names crash machinery or generic code (or is unreliable): not the guilty one."""
+        if frame.questionable or frame.inlined or GENERAL_SKIP.match(frame.function):
+            return True
+        if self.anchored is not None and self.anchored.match(frame.function):
+            return True
+        if frame.module is None:
+            if CORE_SKIP.search(frame.function):
+                return True
+            return self.core is not None and self.core.search(frame.function) is not None
+        return False
+
+
+def substrings(*patterns: str) -> re.Pattern[str] | None:
+    return re.compile("|".join(patterns)) if patterns else None

@@ -21,10 +21,10 @@ MAX_LINE_CHARS = 4096
 # "[  12.345678]", with the syslog level ("<4>") and the printk caller ("[ T123]" / "[ C1]") when printed.
 _STAMP = re.compile(r"(?:<\d{1,2}>)?\[\s{0,12}(?P<seconds>\d{1,8}\.\d{1,9})\](?:\[\s{0,8}(?P<context>[CT]\d{1,8})\])? ?")
 # What a log collector puts before the kernel's words: syslog/journal prefixes, dropped-message notes.
-_PREFIX = re.compile(
-    r"^(?:\*\* \d+ printk messages dropped \*\*\s*"
-    r"|(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:?\d\d)?) \S+ kernel: )"
+_SYSLOG_PREFIX = re.compile(
+    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:?\d\d)?) \S+ kernel: "
 )
+_DROPPED = re.compile(r"\*\* \d+ printk messages dropped \*\*\s*")
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 # Control characters but tab, C1 controls, and what XML 1.0 cannot carry.
 _UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
@@ -39,6 +39,7 @@ class ConsoleLine:
     context: str | None  # the printk caller ("T123" a task, "C1" a CPU), when printed
     cut: bool  # something was glued after it, or the console ended in it: it may be incomplete
     physical: int  # offset of the physical console line it came from (lines of one report share it)
+    lost_before: bool = False  # the kernel noted that console messages were dropped just before it
 
 
 def safe_text(text: str) -> str:
@@ -51,13 +52,16 @@ def safe_text(text: str) -> str:
 def split_physical(raw: str, offset: int, ends_console: bool) -> list[ConsoleLine]:
     """The kernel lines one physical console line holds (usually one)."""
     raw = raw[:MAX_LINE_CHARS]
+    lost = "printk messages dropped" in raw and _DROPPED.search(raw) is not None
+    if lost:
+        raw = _DROPPED.sub("", raw)
     stamps = list(_STAMP.finditer(raw))
     if not stamps:
-        return [ConsoleLine(_message(raw), None, None, ends_console, offset)]
+        return [ConsoleLine(_message(raw), None, None, ends_console, offset, lost)]
     pieces = []
     head = raw[: stamps[0].start()]
     if head.strip():
-        pieces.append(ConsoleLine(_message(head), None, None, True, offset))
+        pieces.append(ConsoleLine(_message(head), None, None, True, offset, lost))
     for index, stamp in enumerate(stamps):
         last = index == len(stamps) - 1
         end = len(raw) if last else stamps[index + 1].start()
@@ -68,6 +72,7 @@ def split_physical(raw: str, offset: int, ends_console: bool) -> list[ConsoleLin
                 stamp.group("context"),
                 ends_console if last else True,
                 offset,
+                lost,
             )
         )
     return pieces
@@ -75,8 +80,8 @@ def split_physical(raw: str, offset: int, ends_console: bool) -> list[ConsoleLin
 
 def _message(text: str) -> str:
     text = safe_text(text).rstrip()
-    if text.startswith("** ") or "kernel: " in text:
-        text = _PREFIX.sub("", text, count=1)
+    if "kernel: " in text:
+        text = _SYSLOG_PREFIX.sub("", text, count=1)
     return text
 
 

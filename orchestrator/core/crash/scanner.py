@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.core.crash.lines import MAX_LINE_CHARS, ConsoleLine, KeywordFinder, has_timestamp, safe_text
 from orchestrator.core.crash.lines import split_physical
+from orchestrator.core.crash.frames import parse_frame
 from orchestrator.core.crash.kinds import CrashKind
 from orchestrator.core.crash.report import CrashReport
 from orchestrator.core.crash.starts import FINDER_KEYWORDS, Start, match_start
@@ -26,7 +27,6 @@ KEYWORDS = (*FINDER_KEYWORDS, _BANNER, _CAPTURE_KERNEL)
 _GAP_S = 10.0  # a report prints within milliseconds; a longer pause means it is over
 _MAX_LINES = 400
 _TRAILER_LINES = 40  # after "---[ end trace": registers printed again, then the panic it caused
-_FOREIGN_RUN = 8  # consecutive user-space lines after a stack: the report is over
 _MAX_EXCERPT_CHARS = 1024
 _MAX_REPORTS_PER_BOOT = 500  # beyond that, only reports that mean a broken kernel are kept
 _CHATTER = re.compile(r"^(?:[\w.@-]+\[\d+\]: |\[\s*(?:OK|FAILED|DEPEND|TIME|\*+)\s*\] |[\w.-]+ login: )")
@@ -54,7 +54,6 @@ class _Open:
     timestamped: bool = False
     ended: bool = False  # its end marker was printed
     trailer: list[tuple[ConsoleLine, str]] = field(default_factory=list)
-    foreign_run: int = 0
     has_stack: bool = False
     finished: bool = False
     cpu_backtraces: bool = False  # "Sending NMI from CPU": other CPUs' lines belong to it too
@@ -159,7 +158,7 @@ class ConsoleScanner:
     def _expired(self, report: _Open, line: ConsoleLine) -> bool:
         if line.seconds is None or report.last_seconds is None:
             return False
-        return not 0.0 <= line.seconds - report.last_seconds <= _GAP_S
+        return not -1.0 <= line.seconds - report.last_seconds <= _GAP_S  # CPUs stamp a little out of order
 
     def _absorbs(self, report: _Open, start: Start) -> bool:
         """Whether a start line continues the open report rather than starting its own."""
@@ -188,11 +187,8 @@ class ConsoleScanner:
                 report.take(held, held_raw, self._excerpt_lines)
             report.trailer.clear()
             report.ended = False
-        if report.has_stack and self._foreign(report, line):
-            report.foreign_run += 1
-            report.finished = report.foreign_run >= _FOREIGN_RUN
+        if self._foreign(report, line):  # user space writing to the same console: not the kernel's report
             return
-        report.foreign_run = 0
         if start is not None and start.rule.panic and report.panic_reason is None:
             report.panic_lines.append(len(report.lines))
             report.panic_reason = _panic_reason(line.text)
@@ -204,8 +200,8 @@ class ConsoleScanner:
 
     def _watch(self, report: _Open, text: str) -> None:
         stripped = text.lstrip()
-        if not report.has_stack and ("+0x" in stripped or stripped.startswith(("Call Trace", "Call trace"))):
-            report.has_stack = True
+        if not report.has_stack and len(report.lines) > 1:
+            report.has_stack = stripped.startswith(("Call Trace", "Call trace")) or parse_frame(stripped) is not None
         if _END_MARKER in text:
             if "end Kernel panic" in text:
                 report.finished = True

@@ -4,7 +4,8 @@ Read top to bottom; the first rule whose keyword is in the line and whose patter
 report. Patterns are searched anywhere in the line (a kernel line can follow a login prompt or a
 user-space line cut short) except the generic ``BUG: ...``, which must start the line so that a
 driver's own chatter ("testbed_sensor: BUG: count 0") is no report. No pattern nests unbounded
-repeats, and every keyword is one of ``FINDER_KEYWORDS``, which the scanner uses to skip noise.
+repeats, and every line a rule matches holds one of ``FINDER_KEYWORDS``, which the scanner uses to
+skip the noise between reports.
 """
 
 import re
@@ -12,13 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from orchestrator.core.crash.frames import HANG_SKIP, HANG_SUBSTRINGS, LEAK_SKIP, STALL_SKIP, SkipList, substrings
 from orchestrator.core.crash.kinds import CrashKind
 from orchestrator.core.crash.normalize import description, tidy
 
 FINDER_KEYWORDS = (
-    "BUG", "WARNING", "INFO:", "panic", "Oops", "fault", "handle kernel", "error:", "opcode", "SAN:",
-    "corruption", "refcount_t", "kmemleak", "NMI", "LOCKUP",
+    "BUG", "WARNING", "INFO:", "panic", "[#", "fault", "handle kernel", "SAN:", "corruption", "refcount_t",
+    "kmemleak", "NMI", "LOCKUP",
 )  # fmt: skip
+"""Every line a rule matches holds one of these (``[#`` is the oops counter of Oops:, invalid opcode:,
+divide error:, Internal error: ...)."""
 
 
 class Strategy(StrEnum):
@@ -29,12 +33,24 @@ class Strategy(StrEnum):
     HEADER = "header"  # the function on the first line (KASAN, KMSAN), then the first stack
     STACK = "stack"  # the first call trace
     HANG = "hang"  # the first call trace, past the functions tasks wait in
-    INTERRUPTED = "interrupted"  # the kernel context a lockup, stall or NMI interrupted
+    INTERRUPTED = "interrupted"  # the kernel context a lockup, stall or NMI interrupted, past its loop
+    STALL = "stall"  # the first call trace, past the loop (corrupted stack end)
     LOCKDEP = "lockdep"  # the lock sites ("at: f+0x..") then the stack
     LEAK = "leak"  # the allocation backtrace, past the allocators
     PANIC = "panic"  # the panic's own stack
     NONE = "none"  # the report names no function
 
+
+_STRATEGY_SKIPS: dict[Strategy, tuple[re.Pattern[str] | None, tuple[str, ...]]] = {
+    Strategy.HANG: (HANG_SKIP, HANG_SUBSTRINGS),
+    Strategy.INTERRUPTED: (STALL_SKIP, ("apic_timer_interrupt", "rcu")),
+    Strategy.STALL: (STALL_SKIP, ()),
+    Strategy.LEAK: (
+        LEAK_SKIP,
+        ("kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init", "kasprintf",
+         "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup"),
+    ),
+}  # fmt: skip
 
 Words = Callable[[re.Match[str]], str]
 
@@ -48,16 +64,18 @@ class StartRule:
     """One way a report starts."""
 
     kind: CrashKind
-    keyword: str  # cheap substring test before the pattern; one of FINDER_KEYWORDS
+    keyword: str  # cheap substring test before the pattern
     pattern: re.Pattern[str]
     words: Words  # the title before " in <function>"
     strategy: Strategy
+    skip: SkipList  # the frames this kind of report looks past
     companion: bool = False  # inside an open report it belongs to it (Oops: after BUG:, the panic line)
     panic: bool = False  # a "Kernel panic - not syncing" line
     needs_site: bool = True  # a title without a function means the report was damaged
     free_text: bool = False  # the words come from the line's own text: a cut line makes them unreliable
     anchored: bool = False  # the pattern must match at the start of the line
     corrupted: str | None = None  # the line itself shows the report is damaged
+    site_line: re.Pattern[str] | None = None  # a later line that names the function (group "site")
 
 
 @dataclass(frozen=True)
@@ -82,38 +100,50 @@ def _rule(
     words: str | Words,
     strategy: Strategy,
     *,
+    skip: tuple[str, ...] = (),
     companion: bool = False,
     panic: bool = False,
     needs_site: bool = True,
     free_text: bool = False,
     anchored: bool = False,
     corrupted: str | None = None,
+    site_line: str | None = None,
 ) -> StartRule:
+    anchored_skip, core_skip = _STRATEGY_SKIPS.get(strategy, (None, ()))
     return StartRule(
-        kind, keyword, re.compile(pattern), _fixed(words) if isinstance(words, str) else words, strategy,
-        companion=companion, panic=panic, needs_site=needs_site, free_text=free_text, anchored=anchored,
+        kind=kind,
+        keyword=keyword,
+        pattern=re.compile(pattern),
+        words=_fixed(words) if isinstance(words, str) else words,
+        strategy=strategy,
+        skip=SkipList(anchored_skip, substrings(*skip, *core_skip)),
+        companion=companion,
+        panic=panic,
+        needs_site=needs_site,
+        free_text=free_text,
+        anchored=anchored,
         corrupted=corrupted,
-    )  # fmt: skip
+        site_line=re.compile(site_line) if site_line else None,
+    )
 
 
 _PANIC = r"(?<!end )Kernel panic - not syncing: ?"
-_LOCKDEP_DEADLOCK = (
+_DEADLOCK = (
     r"possible circular locking dependency|possible recursive locking|possible irq lock inversion dependency"
     r"|\S+-safe -> \S+-unsafe lock order"
 )
 _LOCKDEP_OTHER = (
-    r"inconsistent lock state|suspicious RCU usage|bad unlock balance|held lock freed|Nested lock was not taken"
-    r"|lock held when returning to user space|lock held at task exit time|[\w/ .:-]{0,80}?still has locks held"
+    r"bad unlock balance|held lock freed|lock held when returning to user space"
+    r"|lock held at task exit time|[\w/ .:-]{0,80}?still has locks held"
 )
+_LOCKDEP_SKIP = ("process_one_work", "flush_workqueue", "drain_workqueue", "destroy_workqueue")
 
 
 def _lockdep_words(match: re.Match[str]) -> str:
     what = match.group("what")
-    if match.group("deadlock"):
-        return "possible deadlock"
-    if what.startswith("inconsistent"):
-        return "inconsistent lock state"
-    return "WARNING: " + ("still has locks held" if what.endswith("still has locks held") else what)
+    if what.endswith("still has locks held"):
+        return "WARNING: still has locks held"
+    return "WARNING: " + what
 
 
 def _kasan_words(match: re.Match[str]) -> str:
@@ -126,10 +156,31 @@ def _ubsan_words(match: re.Match[str]) -> str:
     return "UBSAN: " + ("undefined-behaviour" if kind.startswith("Undefined") else tidy(kind))
 
 
+def _lockdep_rules(prefix: str) -> tuple[StartRule, ...]:
+    """Lockdep's reports: "WARNING: ..." today, "INFO: ..." and "BUG: ..." (bracketed) in older kernels."""
+    return (
+        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: \S+-safe -> \S+-unsafe lock order", "possible deadlock",
+              Strategy.STACK),  # the stack where the lock "became irq-safe at:"
+        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: (?:{_DEADLOCK})", "possible deadlock", Strategy.LOCKDEP,
+              skip=_LOCKDEP_SKIP),
+        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: inconsistent lock state", "inconsistent lock state",
+              Strategy.STACK),
+        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: Invalid wait context", "WARNING: locking bug", Strategy.STACK,
+              skip=("lock_sock", "release_sock")),
+        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: Nested lock was not taken", "WARNING: nested lock was not taken",
+              Strategy.FAULT),
+        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: suspicious RCU usage", "WARNING: suspicious RCU usage",
+              Strategy.STACK, skip=("rcu", "kmem", "slab")),
+        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: (?P<what>{_LOCKDEP_OTHER})", _lockdep_words,
+              Strategy.LOCKDEP, skip=("lock_sock", "release_sock")),
+    )  # fmt: skip
+
+
 RULES: tuple[StartRule, ...] = (
     # Panic lines: inside a report they only end it; alone they are the report (header lost or none).
     _rule(CrashKind.STACK_PROTECTOR, "panic", _PANIC + r"stack-protector: Kernel stack is corrupted in: ?(?P<site>.*)",
-          "stack-protector: Kernel stack is corrupted", Strategy.PANIC, companion=True, panic=True),
+          "stack-protector: Kernel stack is corrupted", Strategy.PANIC, companion=True, panic=True,
+          skip=("stack_chk",)),
     _rule(CrashKind.SOFT_LOCKUP, "panic", _PANIC + r"softlockup", "BUG: soft lockup", Strategy.INTERRUPTED,
           companion=True, panic=True),
     _rule(CrashKind.HUNG_TASK, "panic", _PANIC + r"hung_task", "INFO: task hung", Strategy.HANG,
@@ -144,6 +195,10 @@ RULES: tuple[StartRule, ...] = (
     _rule(CrashKind.PANIC, "panic", _PANIC + r"(?:Oops(?: - BUG)?: )?Fatal exception",
           "Kernel panic - not syncing: Fatal exception", Strategy.PANIC, companion=True, panic=True,
           corrupted="the report that led to this panic is missing from the console"),
+    _rule(CrashKind.PANIC, "panic", _PANIC + r"kernel stack overflow", "Kernel panic - not syncing: kernel stack overflow",
+          Strategy.STALL, companion=True, panic=True, skip=("bad_stack",)),
+    _rule(CrashKind.PANIC, "panic", _PANIC + r"corrupted stack end", "Kernel panic - not syncing: corrupted stack end",
+          Strategy.STALL, companion=True, panic=True, skip=("schedule", "retint_kernel")),
     _rule(CrashKind.PANIC, "panic", _PANIC + r"(?P<reason>.*)",
           lambda m: "Kernel panic - not syncing: " + tidy(m.group("reason")), Strategy.PANIC,
           companion=True, panic=True, needs_site=False, free_text=True),
@@ -155,12 +210,13 @@ RULES: tuple[StartRule, ...] = (
     _rule(CrashKind.SOFT_LOCKUP, "BUG", r"BUG: soft lockup", "BUG: soft lockup", Strategy.INTERRUPTED),
     # Sanitizers.
     _rule(CrashKind.KASAN, "SAN:", r"BUG: KASAN: (?P<type>double-free or invalid-free|[\w-]+)(?: in (?P<site>.*))?",
-          _kasan_words, Strategy.HEADER),
+          _kasan_words, Strategy.HEADER, skip=("kernel_fault", "tag_check", "mem_abort", "^el1_", "^el1h_")),
     _rule(CrashKind.KMSAN, "SAN:", r"BUG: KMSAN: (?P<type>[\w-]+)(?: in (?P<site>.*))?",
-          lambda m: f"KMSAN: {m.group('type')}", Strategy.HEADER),
+          lambda m: f"KMSAN: {m.group('type')}", Strategy.HEADER,
+          skip=("alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$", "^(?:crypto|cipher|drbg|rng)_")),
     _rule(CrashKind.UBSAN, "SAN:", r"UBSAN: (?P<type>Undefined behaviour|[\w -]{1,60}?) in ", _ubsan_words,
-          Strategy.STACK),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: (?P<tool>KFENCE|KCSAN): (?P<type>[\w -]{1,60}?) in (?P<site>.*)",
+          Strategy.STACK, skip=("ubsan", "overflow")),
+    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: (?P<tool>KFENCE|KCSAN): (?P<type>[\w :-]{1,60}?) in (?P<site>.*)",
           lambda m: f"{m.group('tool')}: {tidy(m.group('type'))}", Strategy.HEADER),
     # Memory access faults.
     _rule(CrashKind.NULL_DEREF, "BUG", r"BUG: (?:unable to handle )?kernel NULL pointer dereference",
@@ -168,56 +224,78 @@ RULES: tuple[StartRule, ...] = (
     _rule(CrashKind.NULL_DEREF, "handle kernel", r"Unable to handle kernel NULL pointer dereference",
           "BUG: kernel NULL pointer dereference", Strategy.FAULT),
     _rule(CrashKind.PAGE_FAULT, "handle kernel",
-          r"[Uu]nable to handle (?:kernel (?:paging request|execute from non-executable memory|access to user memory"
-          r"|write to read-only memory|data access|instruction fetch))",
+          r"[Uu]nable to handle kernel (?:paging request|execute from non-executable memory|access to user memory"
+          r"|write to read-only memory|data access|instruction fetch)",
           "BUG: unable to handle page fault", Strategy.FAULT),
     _rule(CrashKind.PAGE_FAULT, "BUG", r"BUG: unable to handle page fault", "BUG: unable to handle page fault",
           Strategy.FAULT),
     _rule(CrashKind.PAGE_FAULT, "handle kernel", r"[Uu]nable to handle kernel", "BUG: unable to handle page fault",
           Strategy.FAULT, corrupted="the first line of the report is cut: the kind of fault is missing"),
+    _rule(CrashKind.PAGE_FAULT, "fault", r"Unhandled fault: ", "Unhandled fault", Strategy.FAULT),
     _rule(CrashKind.GENERAL_PROTECTION, "fault", r"general protection fault(?!.* ip:)", "general protection fault",
           Strategy.FAULT),
+    _rule(CrashKind.GENERAL_PROTECTION, "[#", r"stack segment: \d+ \[#", "stack segment fault", Strategy.FAULT),
     _rule(CrashKind.DOUBLE_FAULT, "fault", r"PANIC: double fault", "PANIC: double fault", Strategy.FAULT,
           companion=True),
-    _rule(CrashKind.DIVIDE_ERROR, "error:", r"divide[ _]error: \d", "divide error", Strategy.FAULT),
-    _rule(CrashKind.INTERNAL_ERROR, "error:", r"Internal error: (?P<what>[^:\[]{1,80})",
+    _rule(CrashKind.DIVIDE_ERROR, "[#", r"divide[ _]error: \d+ \[#", "divide error", Strategy.FAULT),
+    _rule(CrashKind.INTERNAL_ERROR, "[#", r"Internal error: (?P<what>[^:\[]{1,80})",
           lambda m: "Internal error: " + tidy(m.group("what")), Strategy.FAULT, companion=True),
-    _rule(CrashKind.INVALID_OPCODE, "opcode", r"invalid opcode: \d", "invalid opcode", Strategy.FAULT,
+    _rule(CrashKind.INVALID_OPCODE, "[#", r"invalid opcode: \d+ \[#", "invalid opcode", Strategy.FAULT,
           companion=True),
-    _rule(CrashKind.OOPS, "Oops", r"Oops(?::[^\[]{0,80})?\[#\d+\]", "Oops", Strategy.FAULT, companion=True),
+    _rule(CrashKind.OOPS, "[#", r"Oops(?::[^\[]{0,80})?\[#\d+\]", "Oops", Strategy.FAULT, companion=True),
     # Locking: lockdep's reports, before the generic BUG that some of them start with.
-    _rule(CrashKind.LOCKDEP, "WARNING", rf"WARNING: (?P<what>(?P<deadlock>{_LOCKDEP_DEADLOCK})|{_LOCKDEP_OTHER})",
-          _lockdep_words, Strategy.LOCKDEP),
-    _rule(CrashKind.LOCKDEP, "INFO:", rf"INFO: (?P<what>(?P<deadlock>{_LOCKDEP_DEADLOCK})|{_LOCKDEP_OTHER})",
-          _lockdep_words, Strategy.LOCKDEP),
-    _rule(CrashKind.LOCKDEP, "BUG", rf"BUG: (?P<what>(?P<deadlock>{_LOCKDEP_DEADLOCK})|{_LOCKDEP_OTHER})",
-          _lockdep_words, Strategy.LOCKDEP),
+    *_lockdep_rules("WARNING"),
+    *_lockdep_rules("INFO"),
+    *_lockdep_rules("BUG"),
+    _rule(CrashKind.LOCKDEP, "INFO:", r"INFO: trying to register non-static key",
+          "INFO: trying to register non-static key", Strategy.STACK, skip=("stack", "lock", "IRQ")),
     _rule(CrashKind.HUNG_TASK, "INFO:", r"INFO: task .{1,80}? blocked (?:in I/O wait )?for more than \d+ seconds",
           "INFO: task hung", Strategy.HANG),
-    _rule(CrashKind.HUNG_TASK, "INFO:", r"INFO: task .{1,80}? can't die for more than",
-          "INFO: task can't die", Strategy.HANG),
+    _rule(CrashKind.HUNG_TASK, "INFO:", r"INFO: task .{1,80}? can't die for more than", "INFO: task can't die",
+          Strategy.STACK, skip=("schedule",)),
     _rule(CrashKind.RCU_STALL, "INFO:", r"INFO: rcu_\w+ (?:self-)?detected (?:expedited )?stall",
           "INFO: rcu detected stall", Strategy.INTERRUPTED),
     # Data corruption the kernel checks for; their message line comes before or after a WARNING/BUG.
     _rule(CrashKind.LIST_CORRUPTION, "corruption", r"(?P<op>h?list_\w+) corruption",
           lambda m: f"{m.group('op')} corruption", Strategy.FAULT),
     _rule(CrashKind.REFCOUNT, "refcount_t", r"refcount_t:? (?P<what>[^.,]{1,80}?)(?:\.|,| at |$)",
-          lambda m: "refcount_t: " + tidy(m.group("what")), Strategy.FAULT),
+          lambda m: "refcount_t: " + tidy(m.group("what")), Strategy.FAULT, skip=("refcount", "kobject_")),
     _rule(CrashKind.MEMORY_LEAK, "kmemleak", r"kmemleak: unreferenced object", "memory leak", Strategy.LEAK),
     _rule(CrashKind.MEMORY_LEAK, "kmemleak", r"kmemleak: \d+ new suspected memory leaks", "memory leak",
           Strategy.NONE, companion=True, needs_site=False),
     _rule(CrashKind.MEMORY_LEAK, "BUG", r"BUG: memory leak", "memory leak", Strategy.LEAK),
-    # BUG() and WARN().
+    # BUG() and WARN(), and the BUGs the kernel names.
     _rule(CrashKind.SCHEDULING_WHILE_ATOMIC, "BUG", r"BUG: scheduling while atomic",
-          "BUG: scheduling while atomic", Strategy.STACK),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"kernel BUG at (?P<src>[^\s:!]+)", "kernel BUG", Strategy.FAULT),
+          "BUG: scheduling while atomic", Strategy.STACK, skip=("schedule",)),
+    _rule(CrashKind.KERNEL_BUG, "BUG",
+          r"BUG: (?P<lock>spinlock|rwlock) (?P<what>lockup suspected|already unlocked|recursion|cpu recursion"
+          r"|bad magic|wrong owner|wrong CPU|trylock failure on UP)",
+          lambda m: f"BUG: {m.group('lock')} {m.group('what')}", Strategy.STACK, skip=("spin_", "_lock", "_unlock")),
+    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: using (?P<what>[\w]+)\(\) in preemptible",
+          lambda m: f"BUG: using {m.group('what')}() in preemptible code", Strategy.STACK,
+          skip=("dump_stack", "preemption", "preempt", "debug_", "processor_id", "this_cpu")),
+    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: (?:TASK )?stack guard page was hit", "BUG: stack guard page was hit",
+          Strategy.INTERRUPTED),
+    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: Dentry .{0,200}? still in use", "BUG: Dentry still in use",
+          Strategy.STACK, needs_site=False),
+    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: (?P<what>Bad rss-counter state|non-zero nr_\w+ on freeing mm|workqueue lockup)",
+          lambda m: f"BUG: {tidy(m.group('what'))}", Strategy.NONE, needs_site=False),
+    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: Bad page (?P<what>state|cache)", lambda m: f"BUG: Bad page {m.group('what')}",
+          Strategy.STACK, skip=("(free|put|get|update|release)_page", "free_unref", "^_*folio", "truncate_inode_pages",
+                                "page_frag_free", "alloc", "vmap", "page_owner", "bad_page")),
+    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: workqueue leaked lock or atomic", "BUG: workqueue leaked lock or atomic",
+          Strategy.NONE, site_line=r"last function: (?P<site>\w+)"),
+    _rule(CrashKind.KERNEL_BUG, "BUG", r"kernel BUG at (?P<src>[^\s:!]+)", "kernel BUG", Strategy.FAULT,
+          skip=("^skb_",)),
     _rule(CrashKind.WARNING, "WARNING", r"WARNING: CPU: \d+ PID: \d+ at (?P<src>\S+)\s+(?P<site>.*)", "WARNING",
           Strategy.WARNING),
-    _rule(CrashKind.WARNING, "WARNING", r"WARNING: (?P<src>[\w/.+-]+:\d+) at (?P<site>[^,]*), CPU#\d+", "WARNING",
-          Strategy.WARNING),
+    _rule(CrashKind.WARNING, "WARNING", r"WARNING: (?:\[.{0,200}?\] )?(?P<src>[\w/.+-]+:\d+) at (?P<site>[^,]*), CPU#",
+          "WARNING", Strategy.WARNING),
     _rule(CrashKind.WARNING, "WARNING", r"WARNING: at (?P<src>\S+)\s+(?P<site>.*)", "WARNING", Strategy.WARNING),
     _rule(CrashKind.WARNING, "WARNING", r"WARNING: CPU: \d+ PID: \d+", "WARNING", Strategy.WARNING),
-    # Any other BUG the kernel names: SLUB's "BUG kmalloc-64 (...): ...", then "BUG: ..." at the line start.
+    _rule(CrashKind.WARNING, "WARNING", r"WARNING: kernel stack (?P<what>regs|frame pointer) .{0,120}has bad",
+          "WARNING: kernel stack has bad value", Strategy.NONE, needs_site=False),
+    # Any other BUG: SLUB's "BUG kmalloc-64 (...): ...", then "BUG: ..." at the start of the line.
     _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG [\w-]+ \([^)]{0,80}\): (?P<what>.+)",
           lambda m: "BUG: " + description(m.group("what")), Strategy.STACK, anchored=True, free_text=True),
     _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG:\s*(?P<what>.*)",

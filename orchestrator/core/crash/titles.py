@@ -11,19 +11,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.crash.body import Body, Located, read_body
-from orchestrator.core.crash.frames import HANG_SKIP, LEAK_SKIP, STALL_SKIP, Frame, is_skipped, parse_site
+from orchestrator.core.crash.frames import HANG_BUCKETS, STALL_ANCHORS, Frame, SkipList, parse_site, substrings
 from orchestrator.core.crash.kinds import CrashKind
 from orchestrator.core.crash.lines import ConsoleLine
 from orchestrator.core.crash.normalize import tidy
 from orchestrator.core.crash.report import CrashReport
-from orchestrator.core.crash.starts import Start, Strategy
+from orchestrator.core.crash.starts import Start, StartRule, Strategy
 
 _PURE_ADDRESS = re.compile(r"[0-9a-fA-F]{8,}")
-_EXTRA_SKIP: dict[Strategy, re.Pattern[str]] = {
-    Strategy.HANG: HANG_SKIP,
-    Strategy.INTERRUPTED: STALL_SKIP,
-    Strategy.LEAK: LEAK_SKIP,
-}
+_BARE_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)(?=\s|$|,)")
+# WARNINGs printed by kernel checks on behalf of their callers: what they are, and what to look past.
+_WARNING_SOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("lib/debugobjects.c", "WARNING: ODEBUG bug",
+     ("debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "vunmap", "vfree", "__free_", "kobject_")),
+    ("mm/usercopy.c", "WARNING: bad usercopy", ("usercopy", "__check")),
+    ("lib/kobject.c", "WARNING: kobject bug", ("kobject_",)),
+    ("fs/proc/generic.c", "WARNING: proc registration bug", ("proc_",)),
+    ("kernel/locking/lockdep.c", "WARNING: locking bug", ("lock_sock", "release_sock")),
+    ("mm/slab_common.c", "WARNING: kmalloc bug", ("kmalloc", "krealloc", "slab", "kmem")),
+    ("mm/page_alloc.c", "WARNING: kmalloc bug", ("kmalloc", "krealloc", "slab", "kmem")),
+    ("drivers/usb/core/urb.c", "WARNING", ("usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg",
+                                           "usb_interrupt_msg", "usb_control_msg")),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ def _header_site(start: Start) -> Frame | None:
 
 def _bare_name(site: str) -> Frame | None:
     """``memcpy include/linux/string.h:12 [inline]`` or a name alone, as KASAN prints inlined sites."""
-    name = re.match(r"\s*([A-Za-z_][\w.]*)(?=\s|$|,)", site)
+    name = _BARE_NAME.match(site)
     return Frame(name.group(1).split(".", 1)[0]) if name else None
 
 
@@ -59,8 +68,10 @@ def _in(frames: Iterable[Located], sections: set[int], source: str | None = None
 
 
 def _first_trace(body: Body, after_panic: bool) -> set[int]:
+    """The first call trace with frames ("stack backtrace:" is often followed by "Call Trace:")."""
+    with_frames = {located.section for located in body.frames if located.source == "trace"}
     for index, section in enumerate(body.sections):
-        if section.kind == "trace" and section.after_panic == after_panic:
+        if section.kind == "trace" and section.after_panic == after_panic and index in with_frames:
             return {index}
     return set()
 
@@ -78,59 +89,125 @@ def _stack(body: Body, after_panic: bool) -> list[Frame]:
     return _in(body.frames, trace, "trace")
 
 
+def _first_frames(body: Body) -> list[Frame]:
+    """The first stack before the panic, wherever it is printed (KMSAN and KFENCE print it under the
+    first line, KASAN after "Call Trace:")."""
+    for index, section in enumerate(body.sections):
+        if section.kind != "aux" and not section.after_panic:
+            frames = _in(body.frames, {index}, "trace")
+            if frames:
+                return frames
+    return []
+
+
 def _interrupted(body: Body) -> list[Frame]:
+    """The first kernel register site (the interrupted context) and the stack under it; else the frames
+    below the interrupt's entry (apic_timer_interrupt, </IRQ>, arm's exception stack)."""
     for position, located in enumerate(body.frames):
         if located.source == "site":
             following = body.frames[position + 1 :]
-            stop = next((i for i, f in enumerate(following) if f.source == "site"), len(following))
-            return [located.frame] + [f.frame for f in following[:stop] if f.source == "trace"]
+            return [located.frame] + [f.frame for f in following if f.section == located.section and f.source == "trace"]
     return [f.frame for f in body.frames if f.after_interrupt and f.source == "trace"]
 
 
 def _candidates(strategy: Strategy, body: Body, header: Frame | None) -> list[Frame]:
-    """The frames the strategy reads, in the order it reads them; the first unskipped one is guilty."""
+    """The frames the strategy reads, in the order it reads them."""
     head = [header] if header else []
-    match strategy:
-        case Strategy.FAULT:
-            return _fault(body, after_panic=False) or _fault(body, after_panic=True)
-        case Strategy.WARNING:
-            return head + (_fault(body, after_panic=False) or _fault(body, after_panic=True))
-        case Strategy.HEADER:
-            return head + _stack(body, after_panic=False)
-        case Strategy.STACK | Strategy.HANG | Strategy.LEAK:
-            return _stack(body, after_panic=False) or _stack(body, after_panic=True)
-        case Strategy.INTERRUPTED:
-            return _interrupted(body) + _stack(body, after_panic=False)
-        case Strategy.LOCKDEP:
-            return [f.frame for f in body.frames if f.source == "lock"] + _stack(body, after_panic=False)
-        case Strategy.PANIC:
-            return head + _fault(body, after_panic=True)
-    return []
+    if strategy in (Strategy.FAULT, Strategy.WARNING):
+        return head + (_fault(body, after_panic=False) or _fault(body, after_panic=True))
+    if strategy is Strategy.HEADER:
+        return head + _first_frames(body)
+    if strategy is Strategy.INTERRUPTED:
+        return _interrupted(body) + _stack(body, after_panic=False)
+    if strategy is Strategy.LOCKDEP:
+        return [f.frame for f in body.frames if f.source == "lock"] + _stack(body, after_panic=False)
+    if strategy is Strategy.PANIC:
+        return head + _fault(body, after_panic=True)
+    if strategy is Strategy.NONE:
+        return head
+    return _stack(body, after_panic=False) or _stack(body, after_panic=True)
 
 
-def guilty_frame(strategy: Strategy, body: Body, header: Frame | None) -> Frame | None:
-    extra = _EXTRA_SKIP.get(strategy)
-    return next((f for f in _candidates(strategy, body, header) if not is_skipped(f, extra)), None)
+def _hang_pick(frames: list[Frame], skip: SkipList) -> Frame | None:
+    """A module's own frame, else the wait many hangs share (rtnl_lock, synchronize_rcu), else the first."""
+    for frame in frames:
+        if frame.module is not None and not skip.skips(frame):
+            return frame
+        if frame.module is None:
+            bucket = next((name for needle, name in HANG_BUCKETS if needle in frame.function), None)
+            if bucket:
+                return Frame(bucket)
+    return next((frame for frame in frames if not skip.skips(frame)), None)
 
 
-def _refined(start: Start, body: Body) -> tuple[CrashKind, str]:
+def _stall_pick(frames: list[Frame], skip: SkipList) -> Frame | None:
+    """A stalled CPU loops over several functions: name the one its loop was dispatched to.
+
+    That is the frame above the first dispatcher (syscall entry, workqueue, kthread, ...), or a module's
+    own frame met before it: a third-party module spinning is the news.
+    """
+    kept = [frame for frame in frames if not skip.skips(frame)]
+    for index, frame in enumerate(kept):
+        if frame.module is not None:
+            return frame
+        if STALL_ANCHORS.search(frame.function):
+            if "smp_call_function" in frame.function:
+                return Frame("smp_call_function")
+            return kept[index - 1] if index else frame
+    return kept[0] if kept else None
+
+
+def guilty_frame(rule: StartRule, body: Body, header: Frame | None, skip: SkipList) -> Frame | None:
+    frames = _candidates(rule.strategy, body, header)
+    if rule.strategy is Strategy.HANG:
+        return _hang_pick(frames, skip)
+    if rule.strategy in (Strategy.INTERRUPTED, Strategy.STALL):
+        return _stall_pick(frames, skip)
+    return next((frame for frame in frames if not skip.skips(frame)), None)
+
+
+def _warning_source(start: Start) -> tuple[str, SkipList]:
+    """The title words and skip list of a WARNING, after the kernel check that printed it (if any)."""
+    source = start.group("src") or ""
+    for path, words, skip in _WARNING_SOURCES:
+        if source.startswith(path) or f"/{path}" in source:
+            return words, SkipList(start.rule.skip.anchored, substrings(*skip))
+    return start.rule.words(start.match), start.rule.skip
+
+
+def _refined(start: Start, body: Body) -> tuple[CrashKind, str, SkipList]:
     """A WARNING or BUG that is really a list or refcount_t check says so in its kind and title."""
-    kind, words = start.kind, start.rule.words(start.match)
+    kind, words, skip = start.kind, start.rule.words(start.match), start.rule.skip
     source = start.group("src") or ""
     if kind in (CrashKind.WARNING, CrashKind.KERNEL_BUG):
-        if body.list_op or source.endswith("lib/list_debug.c"):
-            return CrashKind.LIST_CORRUPTION, f"{body.list_op or 'list'} corruption"
-        if body.refcount_problem or source.endswith("lib/refcount.c"):
-            return CrashKind.REFCOUNT, "refcount_t: " + tidy(body.refcount_problem or "bug")
+        if body.list_op or source.startswith("lib/list_debug.c"):
+            return CrashKind.LIST_CORRUPTION, f"{body.list_op or 'list'} corruption", skip
+        if body.refcount_problem or source.startswith("lib/refcount.c"):
+            refcount_skip = SkipList(skip.anchored, substrings("refcount", "kobject_"))
+            return CrashKind.REFCOUNT, "refcount_t: " + tidy(body.refcount_problem or "bug"), refcount_skip
+        if kind is CrashKind.WARNING:
+            words, skip = _warning_source(start)
+        elif source.startswith("mm/usercopy.c"):
+            words, skip = "BUG: bad usercopy", SkipList(skip.anchored, substrings("usercopy", "__check"))
     if kind is CrashKind.KASAN and body.access and "invalid-free" not in words:
         words = f"{words} {body.access}"
-    return kind, words
+    return kind, words, skip
+
+
+def _site_from_lines(report: "ReportLines") -> Frame | None:
+    pattern = report.start.rule.site_line
+    if pattern is None:
+        return None
+    found = next((m for line in report.lines if (m := pattern.search(line.text))), None)
+    return _bare_name(found.group("site")) if found else None
 
 
 def _corruption(report: ReportLines, body: Body, guilty: Frame | None) -> str | None:
     rule = report.start.rule
     if rule.corrupted:
         return rule.corrupted
+    if any(line.lost_before for line in report.lines[1:]):
+        return "the kernel dropped console messages in the middle of the report"
     what = report.start.group("what")
     if rule.free_text and (report.lines[0].cut or (what is not None and not what.strip())):
         return "the first line of the report is cut"
@@ -145,8 +222,9 @@ def build_report(report: ReportLines) -> CrashReport:
     """The CrashReport for what the scanner gathered."""
     start = report.start
     body = read_body(report.lines, report.panic_lines)
-    guilty = guilty_frame(start.rule.strategy, body, _header_site(start))
-    kind, words = _refined(start, body)
+    kind, words, skip = _refined(start, body)
+    header = _header_site(start) or _site_from_lines(report)
+    guilty = guilty_frame(start.rule, body, header, skip)
     reason = _corruption(report, body, guilty)
     title = words
     if guilty is not None:
