@@ -109,7 +109,7 @@ class WindowsImage(BaseModel):
     # A lab password for throwaway guests on an isolated network; WinRM and the answer files use it.
     password: str = Field("Testbed-Passw0rd!", min_length=8, pattern=r"^[^<>&'\"@]+$")
     virtio_win_iso: Path = Field(
-        Path("/usr/share/virtio-win/virtio-win.iso"), description="the virtio-win driver ISO on the build host"
+        Path("/usr/share/virtio-win/virtio-win.iso"), description="virtio-win driver ISO on the build host"
     )
     build_timeout_s: int = Field(4 * 3600, ge=600)
 
