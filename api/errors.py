@@ -101,7 +101,9 @@ async def _on_request_validation(_request: Request, exc: RequestValidationError)
 
 async def _on_http_exception(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return error_response(exc.status_code, message, headers=exc.headers)
+    # FastAPI answers 400 for a body it cannot even decode (e.g. JSON that is not UTF-8).
+    problems = [Problem(location="body", field="", message=message)] if exc.status_code == 400 else []
+    return error_response(exc.status_code, message, problems, headers=exc.headers)
 
 
 async def _on_testbed_error(request: Request, exc: TestbedError) -> JSONResponse:

@@ -9,7 +9,7 @@ from api.errors import ApiError, documented
 from api.schemas import TokenCreate, TokenCreated, TokenOut
 from orchestrator.store import FieldProblem
 
-router = APIRouter(prefix="/tokens", tags=["tokens"], responses=documented(401, 403, 422, 503))
+router = APIRouter(prefix="/tokens", tags=["tokens"], responses=documented(400, 401, 403, 422, 503))
 
 TokenId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", description="the token's public id")]
 

@@ -47,6 +47,16 @@ def test_a_body_that_is_not_json_is_422(admin):
     assert response.json()["problems"][0]["location"] == "body"
 
 
+def test_a_json_body_that_is_not_even_text_is_400_about_the_body(admin):
+    response = admin.post(
+        "/api/v1/tokens", content=b"\xff\xfe{", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    assert response.json()["problems"][0]["location"] == "body"
+
+
 def test_the_openapi_document_is_served_under_the_api_prefix(anonymous):
     document = anonymous.get("/api/v1/openapi.json").json()
 
