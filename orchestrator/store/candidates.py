@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from orchestrator.candidate import MANIFEST_NAME, Candidate, CandidateManifest, load_candidate, sha256_of
 from orchestrator.errors import ConfigurationError, InfrastructureError
 from orchestrator.store.bundles import BundleLimits, unpack_bundle
-from orchestrator.store.database import Database
+from orchestrator.store.database import Database, lost_insert_race
 from orchestrator.store.models import CandidateRow
 from orchestrator.store.problems import RejectedInputError, problems_from
 from orchestrator.store.records import ArtifactRecord, CandidateRecord, FieldProblem
@@ -75,7 +75,14 @@ class CandidateStore:
             stored = self.root / candidate_id
             if not stored.is_dir():
                 _publish(candidate, staging / "assembled", stored)
-            return self._insert_or_get(candidate, candidate_id, stored, bundle_sha256, created_by)
+            try:
+                return self._insert_or_get(candidate, candidate_id, stored, bundle_sha256, created_by)
+            except InfrastructureError as exc:
+                # Two uploads of one candidate at once: the other one's row is this one's answer.
+                existing = self.get(candidate_id) if lost_insert_race(exc) else None
+                if existing is None:
+                    raise
+                return existing, False
         finally:
             _remove_tree(staging)
 

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.config import Settings
@@ -92,6 +92,11 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def lost_insert_race(exc: InfrastructureError) -> bool:
+    """Did a transaction fail because another one inserted the same key first (PostgreSQL)?"""
+    return isinstance(exc.__cause__, IntegrityError)
 
 
 def upgrade(engine: Engine) -> None:

@@ -12,8 +12,8 @@ import yaml
 from sqlalchemy import func, select
 
 from orchestrator.core.matrix import MatrixSpec, parse_matrix
-from orchestrator.errors import ConfigurationError
-from orchestrator.store.database import Database
+from orchestrator.errors import ConfigurationError, InfrastructureError
+from orchestrator.store.database import Database, lost_insert_race
 from orchestrator.store.models import MatrixRow
 from orchestrator.store.problems import RejectedInputError, problems_from
 from orchestrator.store.records import MatrixRecord
@@ -47,13 +47,22 @@ class MatrixStore:
         except ConfigurationError as exc:
             raise RejectedInputError("the matrix was refused", problems_from(exc, LOCATION)) from exc
         matrix_id = matrix_id_of(text)
+        try:
+            return self._insert_or_get(matrix_id, spec.name, text, created_by)
+        except InfrastructureError as exc:
+            existing = self.get(matrix_id) if lost_insert_race(exc) else None  # the same text, at once
+            if existing is None:
+                raise
+            return existing, False
+
+    def _insert_or_get(
+        self, matrix_id: str, name: str, text: str, created_by: str | None
+    ) -> tuple[MatrixRecord, bool]:
         with self._database.session(write=True) as session:
             existing = session.get(MatrixRow, matrix_id)
             if existing is not None:
                 return _record(existing), False
-            row = MatrixRow(
-                id=matrix_id, name=spec.name, text=text, created_at=time.time(), created_by=created_by
-            )
+            row = MatrixRow(id=matrix_id, name=name, text=text, created_at=time.time(), created_by=created_by)
             session.add(row)
             session.flush()
             return _record(row), True

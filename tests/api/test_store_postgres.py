@@ -1,10 +1,12 @@
 """The run store's own tests (tests/unit/test_store_runs.py), run again on PostgreSQL: the same
-migrations, events, projection and thread safety on the server the service uses in production."""
+migrations, events, projection and thread safety on the server the service uses in production;
+and concurrent uploads of one candidate, where PostgreSQL (unlike SQLite) lets the inserts race."""
 
 import itertools
 
 import pytest
 
+from tests.unit import test_store_candidates as candidates_on_sqlite
 from tests.unit import test_store_runs as on_sqlite
 
 pytestmark = pytest.mark.api
@@ -20,6 +22,12 @@ globals().update(
         for name, test in vars(on_sqlite).items()
         if name.startswith("test_") and "wal_mode" not in name
     }
+)
+
+
+candidates = candidates_on_sqlite.candidates
+test_one_candidate_uploaded_by_many_at_once_is_stored_once = (
+    candidates_on_sqlite.test_one_candidate_uploaded_by_many_at_once_is_stored_once
 )
 
 

@@ -3,6 +3,7 @@ any upload that is refused."""
 
 import hashlib
 import stat
+import threading
 
 import pytest
 import yaml
@@ -31,8 +32,13 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.fixture
-def candidates(tmp_path):
-    database = open_database(f"sqlite:///{tmp_path / 'testbed.db'}")
+def database_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'testbed.db'}"
+
+
+@pytest.fixture
+def candidates(tmp_path, database_url):
+    database = open_database(database_url)
     yield CandidateStore(database, tmp_path / "candidates", BundleLimits(max_members=20))
     database.close()
 
@@ -194,3 +200,31 @@ def test_listing_by_name_pages_newest_first(candidates, tmp_path):
     assert total == 3
     assert [r.version for r in page] == [made[2].version, made[1].version]
     assert candidates.list_candidates(name="other") == ([], 0)
+
+
+def test_one_candidate_uploaded_by_many_at_once_is_stored_once(candidates, tmp_path):
+    bundles = []
+    for index in range(6):
+        bundles.append(tmp_path / f"same-{index}.tar.gz")
+        bundles[-1].write_bytes(good_bundle(mtime=index))  # other bytes, the same candidate
+    outcomes: list[tuple[object, bool]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(bundles))
+
+    def upload(bundle):
+        start.wait()
+        try:
+            outcomes.append(candidates.add_bundle(bundle))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload, args=(bundle,)) for bundle in bundles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert sorted(created for _, created in outcomes) == [False] * 5 + [True]
+    assert len({record.candidate_id for record, _ in outcomes}) == 1
+    assert candidates.list_candidates()[1] == 1
