@@ -4,7 +4,7 @@
 - ``RejectedInputError`` (a ``ConfigurationError`` from the store): 422, 413 when too large;
 - FastAPI's request validation: 422, reshaped so each problem names its location and field;
 - Starlette's own HTTP errors (unknown route, wrong method): their status, our shape;
-- the testbed's infrastructure trouble (the database is down): 503;
+- the testbed's infrastructure trouble (the database is down): 503; its other errors are bugs: 500;
 - anything else is a bug of ours: 500, logged with its traceback, the body saying no more.
 """
 
@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorBody, Problem
-from orchestrator.errors import ConfigurationError, TestbedError
+from orchestrator.errors import ConfigurationError, InfrastructureError, TestbedError
 from orchestrator.store import FieldProblem, RejectedInputError, TooLargeError, problems_from
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,17 @@ async def _on_http_exception(_request: Request, exc: StarletteHTTPException) -> 
 
 
 async def _on_testbed_error(request: Request, exc: TestbedError) -> JSONResponse:
+    if not isinstance(exc, InfrastructureError):
+        log.error("%s %s: a bug of the testbed: %s", request.method, request.url.path, exc, exc_info=exc)
+        return error_response(500, "internal error (it is logged on the server)")
     log.error("%s %s: %s", request.method, request.url.path, exc)
-    return error_response(503, f"the testbed cannot answer now ({exc.blame})")
+    return error_response(
+        503, "the testbed cannot answer now: its infrastructure failed (logged on the server)"
+    )
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+async def _on_unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+    # Starlette re-raises after this answer, and uvicorn logs the traceback.
     return error_response(500, "internal error (it is logged on the server)")
 
 
