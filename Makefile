@@ -38,6 +38,7 @@ test: lint images
 
 bench: images candidates
 	@$(VENV)/bin/python bench/bench_gate.py --candidate $(CANDIDATES)/good
+	@$(VENV)/bin/python bench/bench_parser.py
 
 clean:
 	rm -rf build

@@ -14,7 +14,7 @@ A serial console is untrusted and can be huge. Three habits keep the parser line
 import heapq
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_LINE_CHARS = 4096
 
@@ -30,9 +30,8 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[
 _UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
-@dataclass(frozen=True, slots=True)
-class ConsoleLine:
-    """One line as the kernel printed it."""
+class ConsoleLine(NamedTuple):
+    """One line as the kernel printed it (a tuple: the scanner makes one per line it reads)."""
 
     text: str  # the message: timestamp, caller id and collector prefixes removed; terminal-safe
     seconds: float | None  # the kernel timestamp, when printed

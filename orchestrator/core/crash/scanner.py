@@ -18,7 +18,7 @@ from orchestrator.core.crash.lines import split_physical
 from orchestrator.core.crash.frames import parse_frame
 from orchestrator.core.crash.kinds import CrashKind
 from orchestrator.core.crash.report import CrashReport
-from orchestrator.core.crash.starts import FINDER_KEYWORDS, Start, match_start
+from orchestrator.core.crash.starts import FINDER_KEYWORDS, Start, match_start, may_start
 from orchestrator.core.crash.titles import ReportLines, build_report
 
 _BANNER = "Linux version "
@@ -103,6 +103,9 @@ class ConsoleScanner:
             last = end < 0
             end = size if last else end
             raw = block[position : min(end, position + MAX_LINE_CHARS)]
+            if not self._open and not (may_start(raw) or _BANNER in raw or _CAPTURE_KERNEL in raw):
+                position = end + 1  # a keyword, but in nothing a report starts with ("BUG count 0")
+                continue
             for line in split_physical(raw, self._offset + position, last and final):
                 self._line(line, raw)
             position = end + 1

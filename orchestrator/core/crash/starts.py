@@ -18,11 +18,14 @@ from orchestrator.core.crash.kinds import CrashKind
 from orchestrator.core.crash.normalize import description, tidy
 
 FINDER_KEYWORDS = (
-    "BUG", "WARNING", "INFO:", "panic", "[#", "fault", "handle kernel", "SAN:", "corruption", "refcount_t",
-    "kmemleak", "NMI", "LOCKUP",
+    "BUG:", "kernel BUG", "(Not tainted):", "(Tainted:", "WARNING:", "INFO:", "not syncing", "[#",
+    "protection fault", "double fault", "Unhandled fault", "handle kernel", "UBSAN:", "corruption",
+    "refcount_t", "kmemleak", "NMI", "hard LOCKUP",
 )  # fmt: skip
 """Every line a rule matches holds one of these (``[#`` is the oops counter of Oops:, invalid opcode:,
-divide error:, Internal error: ...)."""
+divide error:, Internal error: ...; the tainted notes are SLUB's "BUG kmalloc-64 (Not tainted): ...").
+Each costs one pass over the console at C speed, so the list stays short and specific: "BUG" alone
+would stop the scanner at every "BUG count 0" a sensor prints."""
 
 
 class Strategy(StrEnum):
@@ -64,7 +67,7 @@ class StartRule:
     """One way a report starts."""
 
     kind: CrashKind
-    keyword: str  # cheap substring test before the pattern
+    keywords: tuple[str, ...]  # substrings every line it matches holds: cheap tests before the pattern
     pattern: re.Pattern[str]
     words: Words  # the title before " in <function>"
     strategy: Strategy
@@ -95,7 +98,7 @@ class Start:
 
 def _rule(
     kind: CrashKind,
-    keyword: str,
+    keyword: str | tuple[str, ...],
     pattern: str,
     words: str | Words,
     strategy: Strategy,
@@ -112,7 +115,7 @@ def _rule(
     anchored_skip, core_skip = _STRATEGY_SKIPS.get(strategy, (None, ()))
     return StartRule(
         kind=kind,
-        keyword=keyword,
+        keywords=(keyword,) if isinstance(keyword, str) else keyword,
         pattern=re.compile(pattern),
         words=_fixed(words) if isinstance(words, str) else words,
         strategy=strategy,
@@ -159,83 +162,83 @@ def _ubsan_words(match: re.Match[str]) -> str:
 def _lockdep_rules(prefix: str) -> tuple[StartRule, ...]:
     """Lockdep's reports: "WARNING: ..." today, "INFO: ..." and "BUG: ..." (bracketed) in older kernels."""
     return (
-        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: \S+-safe -> \S+-unsafe lock order", "possible deadlock",
+        _rule(CrashKind.LOCKDEP, (f"{prefix}: ", "-unsafe lock order"), rf"{prefix}: \S+-safe -> \S+-unsafe lock order", "possible deadlock",
               Strategy.STACK),  # the stack where the lock "became irq-safe at:"
-        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: (?:{_DEADLOCK})", "possible deadlock", Strategy.LOCKDEP,
+        _rule(CrashKind.LOCKDEP, f"{prefix}: possible", rf"{prefix}: (?:{_DEADLOCK})", "possible deadlock", Strategy.LOCKDEP,
               skip=_LOCKDEP_SKIP),
-        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: inconsistent lock state", "inconsistent lock state",
+        _rule(CrashKind.LOCKDEP, f"{prefix}: inconsistent", rf"{prefix}: inconsistent lock state", "inconsistent lock state",
               Strategy.STACK),
-        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: Invalid wait context", "WARNING: locking bug", Strategy.STACK,
+        _rule(CrashKind.LOCKDEP, f"{prefix}: Invalid", rf"{prefix}: Invalid wait context", "WARNING: locking bug", Strategy.STACK,
               skip=("lock_sock", "release_sock")),
-        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: Nested lock was not taken", "WARNING: nested lock was not taken",
+        _rule(CrashKind.LOCKDEP, f"{prefix}: Nested", rf"{prefix}: Nested lock was not taken", "WARNING: nested lock was not taken",
               Strategy.FAULT),
-        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: suspicious RCU usage", "WARNING: suspicious RCU usage",
+        _rule(CrashKind.LOCKDEP, f"{prefix}: suspicious", rf"{prefix}: suspicious RCU usage", "WARNING: suspicious RCU usage",
               Strategy.STACK, skip=("rcu", "kmem", "slab")),
-        _rule(CrashKind.LOCKDEP, prefix, rf"{prefix}: (?P<what>{_LOCKDEP_OTHER})", _lockdep_words,
+        _rule(CrashKind.LOCKDEP, (f"{prefix}: ", "lock"), rf"{prefix}: (?P<what>{_LOCKDEP_OTHER})", _lockdep_words,
               Strategy.LOCKDEP, skip=("lock_sock", "release_sock")),
     )  # fmt: skip
 
 
 RULES: tuple[StartRule, ...] = (
     # Panic lines: inside a report they only end it; alone they are the report (header lost or none).
-    _rule(CrashKind.STACK_PROTECTOR, "panic", _PANIC + r"stack-protector: Kernel stack is corrupted in: ?(?P<site>.*)",
+    _rule(CrashKind.STACK_PROTECTOR, "not syncing", _PANIC + r"stack-protector: Kernel stack is corrupted in: ?(?P<site>.*)",
           "stack-protector: Kernel stack is corrupted", Strategy.PANIC, companion=True, panic=True,
           skip=("stack_chk",)),
-    _rule(CrashKind.SOFT_LOCKUP, "panic", _PANIC + r"softlockup", "BUG: soft lockup", Strategy.INTERRUPTED,
+    _rule(CrashKind.SOFT_LOCKUP, "not syncing", _PANIC + r"softlockup", "BUG: soft lockup", Strategy.INTERRUPTED,
           companion=True, panic=True),
-    _rule(CrashKind.HUNG_TASK, "panic", _PANIC + r"hung_task", "INFO: task hung", Strategy.HANG,
+    _rule(CrashKind.HUNG_TASK, "not syncing", _PANIC + r"hung_task", "INFO: task hung", Strategy.HANG,
           companion=True, panic=True),
-    _rule(CrashKind.HARD_LOCKUP, "panic", _PANIC + r"(?:Hard LOCKUP|Watchdog detected hard LOCKUP)",
+    _rule(CrashKind.HARD_LOCKUP, "not syncing", _PANIC + r"(?:Hard LOCKUP|Watchdog detected hard LOCKUP)",
           "watchdog: hard LOCKUP", Strategy.INTERRUPTED, companion=True, panic=True),
-    _rule(CrashKind.RCU_STALL, "panic", _PANIC + r"RCU Stall", "INFO: rcu detected stall", Strategy.INTERRUPTED,
+    _rule(CrashKind.RCU_STALL, "not syncing", _PANIC + r"RCU Stall", "INFO: rcu detected stall", Strategy.INTERRUPTED,
           companion=True, panic=True),
-    _rule(CrashKind.NMI, "panic", _PANIC + r"NMI", "NMI: hang", Strategy.INTERRUPTED, companion=True, panic=True),
-    _rule(CrashKind.WARNING, "panic", _PANIC + r"(?:\w+: )?panic_on_warn set", "WARNING", Strategy.FAULT,
+    _rule(CrashKind.NMI, "not syncing", _PANIC + r"NMI", "NMI: hang", Strategy.INTERRUPTED, companion=True, panic=True),
+    _rule(CrashKind.WARNING, "not syncing", _PANIC + r"(?:\w+: )?panic_on_warn set", "WARNING", Strategy.FAULT,
           companion=True, panic=True),
-    _rule(CrashKind.PANIC, "panic", _PANIC + r"(?:Oops(?: - BUG)?: )?Fatal exception",
+    _rule(CrashKind.PANIC, "not syncing", _PANIC + r"(?:Oops(?: - BUG)?: )?Fatal exception",
           "Kernel panic - not syncing: Fatal exception", Strategy.PANIC, companion=True, panic=True,
           corrupted="the report that led to this panic is missing from the console"),
-    _rule(CrashKind.PANIC, "panic", _PANIC + r"kernel stack overflow", "Kernel panic - not syncing: kernel stack overflow",
+    _rule(CrashKind.PANIC, "not syncing", _PANIC + r"kernel stack overflow", "Kernel panic - not syncing: kernel stack overflow",
           Strategy.STALL, companion=True, panic=True, skip=("bad_stack",)),
-    _rule(CrashKind.PANIC, "panic", _PANIC + r"corrupted stack end", "Kernel panic - not syncing: corrupted stack end",
+    _rule(CrashKind.PANIC, "not syncing", _PANIC + r"corrupted stack end", "Kernel panic - not syncing: corrupted stack end",
           Strategy.STALL, companion=True, panic=True, skip=("schedule", "retint_kernel")),
-    _rule(CrashKind.PANIC, "panic", _PANIC + r"(?P<reason>.*)",
+    _rule(CrashKind.PANIC, "not syncing", _PANIC + r"(?P<reason>.*)",
           lambda m: "Kernel panic - not syncing: " + tidy(m.group("reason")), Strategy.PANIC,
           companion=True, panic=True, needs_site=False, free_text=True),
     # A silent guest the testbed poked with an NMI, and the watchdogs.
     _rule(CrashKind.NMI, "NMI", r"NMI received for unknown reason|NMI: (?:IOCK|PCI system) error",
           "NMI: hang", Strategy.INTERRUPTED),
-    _rule(CrashKind.HARD_LOCKUP, "LOCKUP", r"[Ww]atchdog detected hard LOCKUP", "watchdog: hard LOCKUP",
+    _rule(CrashKind.HARD_LOCKUP, "hard LOCKUP", r"[Ww]atchdog detected hard LOCKUP", "watchdog: hard LOCKUP",
           Strategy.INTERRUPTED),
-    _rule(CrashKind.SOFT_LOCKUP, "BUG", r"BUG: soft lockup", "BUG: soft lockup", Strategy.INTERRUPTED),
+    _rule(CrashKind.SOFT_LOCKUP, "BUG: soft lockup", r"BUG: soft lockup", "BUG: soft lockup", Strategy.INTERRUPTED),
     # Sanitizers.
-    _rule(CrashKind.KASAN, "SAN:", r"BUG: KASAN: (?P<type>double-free or invalid-free|[\w-]+)(?: in (?P<site>.*))?",
+    _rule(CrashKind.KASAN, "BUG: KASAN", r"BUG: KASAN: (?P<type>double-free or invalid-free|[\w-]+)(?: in (?P<site>.*))?",
           _kasan_words, Strategy.HEADER, skip=("kernel_fault", "tag_check", "mem_abort", "^el1_", "^el1h_")),
-    _rule(CrashKind.KMSAN, "SAN:", r"BUG: KMSAN: (?P<type>[\w-]+)(?: in (?P<site>.*))?",
+    _rule(CrashKind.KMSAN, "BUG: KMSAN", r"BUG: KMSAN: (?P<type>[\w-]+)(?: in (?P<site>.*))?",
           lambda m: f"KMSAN: {m.group('type')}", Strategy.HEADER,
           skip=("alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$", "^(?:crypto|cipher|drbg|rng)_")),
-    _rule(CrashKind.UBSAN, "SAN:", r"UBSAN: (?P<type>Undefined behaviour|[\w -]{1,60}?) in ", _ubsan_words,
+    _rule(CrashKind.UBSAN, "UBSAN:", r"UBSAN: (?P<type>Undefined behaviour|[\w -]{1,60}?) in ", _ubsan_words,
           Strategy.STACK, skip=("ubsan", "overflow")),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: (?P<tool>KFENCE|KCSAN): (?P<type>[\w :-]{1,60}?) in (?P<site>.*)",
+    _rule(CrashKind.KERNEL_BUG, "BUG: K", r"BUG: (?P<tool>KFENCE|KCSAN): (?P<type>[\w :-]{1,60}?) in (?P<site>.*)",
           lambda m: f"{m.group('tool')}: {tidy(m.group('type'))}", Strategy.HEADER),
     # Memory access faults.
-    _rule(CrashKind.NULL_DEREF, "BUG", r"BUG: (?:unable to handle )?kernel NULL pointer dereference",
+    _rule(CrashKind.NULL_DEREF, "BUG:", r"BUG: (?:unable to handle )?kernel NULL pointer dereference",
           "BUG: kernel NULL pointer dereference", Strategy.FAULT),
-    _rule(CrashKind.NULL_DEREF, "handle kernel", r"Unable to handle kernel NULL pointer dereference",
+    _rule(CrashKind.NULL_DEREF, "handle kernel NULL", r"Unable to handle kernel NULL pointer dereference",
           "BUG: kernel NULL pointer dereference", Strategy.FAULT),
     _rule(CrashKind.PAGE_FAULT, "handle kernel",
           r"[Uu]nable to handle kernel (?:paging request|execute from non-executable memory|access to user memory"
           r"|write to read-only memory|data access|instruction fetch)",
           "BUG: unable to handle page fault", Strategy.FAULT),
-    _rule(CrashKind.PAGE_FAULT, "BUG", r"BUG: unable to handle page fault", "BUG: unable to handle page fault",
+    _rule(CrashKind.PAGE_FAULT, "BUG: unable", r"BUG: unable to handle page fault", "BUG: unable to handle page fault",
           Strategy.FAULT),
     _rule(CrashKind.PAGE_FAULT, "handle kernel", r"[Uu]nable to handle kernel", "BUG: unable to handle page fault",
           Strategy.FAULT, corrupted="the first line of the report is cut: the kind of fault is missing"),
-    _rule(CrashKind.PAGE_FAULT, "fault", r"Unhandled fault: ", "Unhandled fault", Strategy.FAULT),
-    _rule(CrashKind.GENERAL_PROTECTION, "fault", r"general protection fault(?!.* ip:)", "general protection fault",
+    _rule(CrashKind.PAGE_FAULT, "Unhandled fault", r"Unhandled fault: ", "Unhandled fault", Strategy.FAULT),
+    _rule(CrashKind.GENERAL_PROTECTION, "protection fault", r"general protection fault(?!.* ip:)", "general protection fault",
           Strategy.FAULT),
     _rule(CrashKind.GENERAL_PROTECTION, "[#", r"stack segment: \d+ \[#", "stack segment fault", Strategy.FAULT),
-    _rule(CrashKind.DOUBLE_FAULT, "fault", r"PANIC: double fault", "PANIC: double fault", Strategy.FAULT,
+    _rule(CrashKind.DOUBLE_FAULT, "double fault", r"PANIC: double fault", "PANIC: double fault", Strategy.FAULT,
           companion=True),
     _rule(CrashKind.DIVIDE_ERROR, "[#", r"divide[ _]error: \d+ \[#", "divide error", Strategy.FAULT),
     _rule(CrashKind.INTERNAL_ERROR, "[#", r"Internal error: (?P<what>[^:\[]{1,80})",
@@ -247,69 +250,112 @@ RULES: tuple[StartRule, ...] = (
     *_lockdep_rules("WARNING"),
     *_lockdep_rules("INFO"),
     *_lockdep_rules("BUG"),
-    _rule(CrashKind.LOCKDEP, "INFO:", r"INFO: trying to register non-static key",
+    _rule(CrashKind.LOCKDEP, "INFO: trying", r"INFO: trying to register non-static key",
           "INFO: trying to register non-static key", Strategy.STACK, skip=("stack", "lock", "IRQ")),
-    _rule(CrashKind.HUNG_TASK, "INFO:", r"INFO: task .{1,80}? blocked (?:in I/O wait )?for more than \d+ seconds",
+    _rule(CrashKind.HUNG_TASK, "INFO: task", r"INFO: task .{1,80}? blocked (?:in I/O wait )?for more than \d+ seconds",
           "INFO: task hung", Strategy.HANG),
-    _rule(CrashKind.HUNG_TASK, "INFO:", r"INFO: task .{1,80}? can't die for more than", "INFO: task can't die",
+    _rule(CrashKind.HUNG_TASK, "INFO: task", r"INFO: task .{1,80}? can't die for more than", "INFO: task can't die",
           Strategy.STACK, skip=("schedule",)),
-    _rule(CrashKind.RCU_STALL, "INFO:", r"INFO: rcu_\w+ (?:self-)?detected (?:expedited )?stall",
+    _rule(CrashKind.RCU_STALL, "INFO: rcu_", r"INFO: rcu_\w+ (?:self-)?detected (?:expedited )?stall",
           "INFO: rcu detected stall", Strategy.INTERRUPTED),
     # Data corruption the kernel checks for; their message line comes before or after a WARNING/BUG.
     _rule(CrashKind.LIST_CORRUPTION, "corruption", r"(?P<op>h?list_\w+) corruption",
           lambda m: f"{m.group('op')} corruption", Strategy.FAULT),
     _rule(CrashKind.REFCOUNT, "refcount_t", r"refcount_t:? (?P<what>[^.,]{1,80}?)(?:\.|,| at |$)",
           lambda m: "refcount_t: " + tidy(m.group("what")), Strategy.FAULT, skip=("refcount", "kobject_")),
-    _rule(CrashKind.MEMORY_LEAK, "kmemleak", r"kmemleak: unreferenced object", "memory leak", Strategy.LEAK),
+    _rule(CrashKind.MEMORY_LEAK, "kmemleak: unreferenced", r"kmemleak: unreferenced object", "memory leak", Strategy.LEAK),
     _rule(CrashKind.MEMORY_LEAK, "kmemleak", r"kmemleak: \d+ new suspected memory leaks", "memory leak",
           Strategy.NONE, companion=True, needs_site=False),
-    _rule(CrashKind.MEMORY_LEAK, "BUG", r"BUG: memory leak", "memory leak", Strategy.LEAK),
+    _rule(CrashKind.MEMORY_LEAK, "BUG: memory", r"BUG: memory leak", "memory leak", Strategy.LEAK),
     # BUG() and WARN(), and the BUGs the kernel names.
-    _rule(CrashKind.SCHEDULING_WHILE_ATOMIC, "BUG", r"BUG: scheduling while atomic",
+    _rule(CrashKind.SCHEDULING_WHILE_ATOMIC, "BUG: scheduling", r"BUG: scheduling while atomic",
           "BUG: scheduling while atomic", Strategy.STACK, skip=("schedule",)),
-    _rule(CrashKind.KERNEL_BUG, "BUG",
+    _rule(CrashKind.KERNEL_BUG, "BUG:",
           r"BUG: (?P<lock>spinlock|rwlock) (?P<what>lockup suspected|already unlocked|recursion|cpu recursion"
           r"|bad magic|wrong owner|wrong CPU|trylock failure on UP)",
           lambda m: f"BUG: {m.group('lock')} {m.group('what')}", Strategy.STACK, skip=("spin_", "_lock", "_unlock")),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: using (?P<what>[\w]+)\(\) in preemptible",
+    _rule(CrashKind.KERNEL_BUG, "BUG: using", r"BUG: using (?P<what>[\w]+)\(\) in preemptible",
           lambda m: f"BUG: using {m.group('what')}() in preemptible code", Strategy.STACK,
           skip=("dump_stack", "preemption", "preempt", "debug_", "processor_id", "this_cpu")),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: (?:TASK )?stack guard page was hit", "BUG: stack guard page was hit",
+    _rule(CrashKind.KERNEL_BUG, "BUG:", r"BUG: (?:TASK )?stack guard page was hit", "BUG: stack guard page was hit",
           Strategy.INTERRUPTED),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: Dentry .{0,200}? still in use", "BUG: Dentry still in use",
+    _rule(CrashKind.KERNEL_BUG, "BUG: Dentry", r"BUG: Dentry .{0,200}? still in use", "BUG: Dentry still in use",
           Strategy.STACK, needs_site=False),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: (?P<what>Bad rss-counter state|non-zero nr_\w+ on freeing mm|workqueue lockup)",
+    _rule(CrashKind.KERNEL_BUG, "BUG:", r"BUG: (?P<what>Bad rss-counter state|non-zero nr_\w+ on freeing mm|workqueue lockup)",
           lambda m: f"BUG: {tidy(m.group('what'))}", Strategy.NONE, needs_site=False),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: Bad page (?P<what>state|cache)", lambda m: f"BUG: Bad page {m.group('what')}",
+    _rule(CrashKind.KERNEL_BUG, "BUG: Bad page", r"BUG: Bad page (?P<what>state|cache)", lambda m: f"BUG: Bad page {m.group('what')}",
           Strategy.STACK, skip=("(free|put|get|update|release)_page", "free_unref", "^_*folio", "truncate_inode_pages",
                                 "page_frag_free", "alloc", "vmap", "page_owner", "bad_page")),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG: workqueue leaked lock or atomic", "BUG: workqueue leaked lock or atomic",
+    _rule(CrashKind.KERNEL_BUG, "BUG: workqueue", r"BUG: workqueue leaked lock or atomic", "BUG: workqueue leaked lock or atomic",
           Strategy.NONE, site_line=r"last function: (?P<site>\w+)"),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"kernel BUG at (?P<src>[^\s:!]+)", "kernel BUG", Strategy.FAULT,
+    _rule(CrashKind.KERNEL_BUG, "kernel BUG", r"kernel BUG at (?P<src>[^\s:!]+)", "kernel BUG", Strategy.FAULT,
           skip=("^skb_",)),
-    _rule(CrashKind.WARNING, "WARNING", r"WARNING: CPU: \d+ PID: \d+ at (?P<src>\S+)\s+(?P<site>.*)", "WARNING",
+    _rule(CrashKind.WARNING, "WARNING: CPU", r"WARNING: CPU: \d+ PID: \d+ at (?P<src>\S+)\s+(?P<site>.*)", "WARNING",
           Strategy.WARNING),
-    _rule(CrashKind.WARNING, "WARNING", r"WARNING: (?:\[.{0,200}?\] )?(?P<src>[\w/.+-]+:\d+) at (?P<site>[^,]*), CPU#",
+    _rule(CrashKind.WARNING, ("WARNING: ", ", CPU#"), r"WARNING: (?:\[.{0,200}?\] )?(?P<src>[\w/.+-]+:\d+) at (?P<site>[^,]*), CPU#",
           "WARNING", Strategy.WARNING),
-    _rule(CrashKind.WARNING, "WARNING", r"WARNING: at (?P<src>\S+)\s+(?P<site>.*)", "WARNING", Strategy.WARNING),
-    _rule(CrashKind.WARNING, "WARNING", r"WARNING: CPU: \d+ PID: \d+", "WARNING", Strategy.WARNING),
-    _rule(CrashKind.WARNING, "WARNING", r"WARNING: kernel stack (?P<what>regs|frame pointer) .{0,120}has bad",
+    _rule(CrashKind.WARNING, "WARNING: at", r"WARNING: at (?P<src>\S+)\s+(?P<site>.*)", "WARNING", Strategy.WARNING),
+    _rule(CrashKind.WARNING, "WARNING: CPU", r"WARNING: CPU: \d+ PID: \d+", "WARNING", Strategy.WARNING),
+    _rule(CrashKind.WARNING, "WARNING: kernel stack", r"WARNING: kernel stack (?P<what>regs|frame pointer) .{0,120}has bad",
           "WARNING: kernel stack has bad value", Strategy.NONE, needs_site=False),
     # Any other BUG: SLUB's "BUG kmalloc-64 (...): ...", then "BUG: ..." at the start of the line.
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG [\w-]+ \([^)]{0,80}\): (?P<what>.+)",
-          lambda m: "BUG: " + description(m.group("what")), Strategy.STACK, anchored=True, free_text=True),
-    _rule(CrashKind.KERNEL_BUG, "BUG", r"BUG:\s*(?P<what>.*)",
+    *(
+        _rule(CrashKind.KERNEL_BUG, ("BUG ", taint), r"BUG [\w-]+ \([^)]{0,80}\): (?P<what>.+)",
+              lambda m: "BUG: " + description(m.group("what")), Strategy.STACK, anchored=True, free_text=True)
+        for taint in ("(Not tainted):", "(Tainted:")
+    ),
+    _rule(CrashKind.KERNEL_BUG, "BUG:", r"BUG:\s*(?P<what>.*)",
           lambda m: ("BUG: " + description(m.group("what"))).rstrip(": "), Strategy.FAULT, anchored=True,
           free_text=True),
 )  # fmt: skip
 
 
+def _finder_of(rule: StartRule) -> str:
+    """The finder keyword every line this rule matches holds (the first one its keywords contain)."""
+    return next(f for f in FINDER_KEYWORDS if any(f in keyword for keyword in rule.keywords))
+
+
+# Rules grouped by finder keyword, each with its place in RULES: a line is tried only against the
+# groups whose keyword it holds, in table order.
+_GROUPS: tuple[tuple[str, tuple[tuple[int, StartRule], ...]], ...] = tuple(
+    (finder, tuple((index, rule) for index, rule in enumerate(RULES) if _finder_of(rule) == finder))
+    for finder in FINDER_KEYWORDS
+)
+
+
+def _holds(text: str, keywords: tuple[str, ...]) -> bool:
+    for keyword in keywords:  # a plain loop: this runs for every line a rule group is tried on
+        if keyword not in text:
+            return False
+    return True
+
+
+# The most specific keyword of every rule (its last), in one regex: the scanner asks it of every line
+# that holds a finder keyword, so that "harness: WARNING: step 3 took 120 ms" costs one C call.
+_SPECIFIC = re.compile(
+    "|".join(re.escape(k) for k in sorted({rule.keywords[-1] for rule in RULES}, key=len, reverse=True))
+)
+
+
+def may_start(text: str) -> bool:
+    """Cheap test: could any rule match this text (or a kernel line inside it)? Never False when one does."""
+    return _SPECIFIC.search(text) is not None
+
+
 def match_start(text: str) -> Start | None:
     """The rule a console line starts a report with; None for every other line."""
-    for rule in RULES:
-        if rule.keyword not in text:
+    best: Start | None = None
+    best_index = len(RULES)
+    for finder, group in _GROUPS:
+        if finder not in text:
             continue
-        found = rule.pattern.match(text) if rule.anchored else rule.pattern.search(text)
-        if found:
-            return Start(rule, found)
-    return None
+        for index, rule in group:
+            if index >= best_index:
+                break
+            if not _holds(text, rule.keywords):
+                continue
+            found = rule.pattern.match(text) if rule.anchored else rule.pattern.search(text)
+            if found:
+                best, best_index = Start(rule, found), index
+                break
+    return best
