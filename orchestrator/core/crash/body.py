@@ -10,15 +10,23 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.core.crash.frames import Frame, parse_arm32_caller, parse_frame, parse_register_site, parse_site
+from orchestrator.core.crash.frames import (
+    Frame,
+    parse_arm32_caller,
+    parse_frame,
+    parse_register_site,
+    parse_site,
+)
 from orchestrator.core.crash.lines import ConsoleLine
 
 _TRACE_HEADER = re.compile(
-    r"^(?:Call [Tt]race:?|Backtrace:|stack backtrace:|backtrace(?: \(crc [0-9a-f]+\))?:|\.\.\. which became .{1,80} at:)"
+    r"^(?:Call [Tt]race:?|Backtrace:|stack backtrace:|backtrace(?: \(crc [0-9a-f]+\))?:"
+    r"|\.\.\. which became .{1,80} at:)"  # lockdep: the stack where a lock became irq-safe
 )
 _AUX_HEADER = re.compile(
     r"^(?:Allocated by task|Freed by task|Last potentially related work creation|Second to last potentially"
-    r"|The buggy address belongs|Memory state around|Uninit was (?:created|stored)|Local variable .{1,80} created at"
+    r"|The buggy address belongs|Memory state around|Uninit was (?:created|stored)"
+    r"|Local variable .{1,80} created at"
     r"|NMI backtrace for cpu|Sending NMI from CPU|Showing all locks held)"
 )
 _STACK_MARKER = re.compile(r"^<(?P<closing>/?)(?P<name>IRQ|NMI|TASK|EOI|SOFTIRQ|#DF|#MC|#VC|DB\d?)>\s*")
@@ -87,9 +95,9 @@ class _Reader:
         stripped = text.lstrip()
         marker = _STACK_MARKER.match(stripped)
         if marker:
-            if marker.group("closing") and marker.group("name") in ("IRQ", "NMI", "SOFTIRQ"):
-                self.after_interrupt = True
-            elif marker.group("name") == "EOI":  # 3.x: the end of an interrupt stack
+            name = marker.group("name")
+            # </IRQ> or </NMI>, and 3.x's <EOI>: below it, the context the interrupt interrupted
+            if (marker.group("closing") and name in ("IRQ", "NMI", "SOFTIRQ")) or name == "EOI":
                 self.after_interrupt = True
             stripped = stripped[marker.end() :]
             if not stripped:

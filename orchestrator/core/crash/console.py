@@ -58,7 +58,7 @@ def _bringing_down(scanner: ConsoleScanner) -> CrashReport | None:
     else:
         chosen = next(report for report in in_boot[: panicked + 1] if report.fatal)
         chosen = replace(chosen, panic_reason=in_boot[panicked].panic_reason)
-    others = tuple(report.title for report in in_boot if report is not chosen and report.title != chosen.title)
+    others = tuple(r.title for r in in_boot if r is not chosen and r.title != chosen.title)
     return replace(chosen, others=others)
 
 

@@ -29,9 +29,13 @@ _INLINE_FRAME = re.compile(rf"^\s*(?P<questionable>\?\s+)?(?P<function>{_NAME})\
 _ARM32_FRAME = re.compile(
     rf"^\s*\[<[0-9a-fA-F]+>\]\s+\((?P<function>{_NAME})(?:{_OFFSET})?(?:\s+{_MODULE})?\) from "
 )
-_ARM32_CALLER = re.compile(rf"\) from \[<[0-9a-fA-F]+>\]\s+\((?P<function>{_NAME})(?:{_OFFSET})?(?:\s+{_MODULE})?\)")
+_ARM32_CALLER = re.compile(
+    rf"\) from \[<[0-9a-fA-F]+>\]\s+\((?P<function>{_NAME})(?:{_OFFSET})?(?:\s+{_MODULE})?\)"
+)
 # Where a token names a function: after "RIP: 0010:", "at", "in:", "pc : " ...
-_SITE = re.compile(rf"(?:{_ADDRESS})*(?P<function>{_NAME})(?:{_OFFSET})(?:\(\))?(?:\s+{_FILE})?(?:\s+{_MODULE})?")
+_SITE = re.compile(
+    rf"(?:{_ADDRESS})*(?P<function>{_NAME})(?:{_OFFSET})(?:\(\))?(?:\s+{_FILE})?(?:\s+{_MODULE})?"
+)
 _REGISTER_SITE = re.compile(
     r"^(?:(?:R|E)?IP:\s*(?:(?P<segment>[0-9a-fA-F]{4}):)?|pc\s*:|PC is at|NIP\s*\[[0-9a-fA-F]+\])\s*"
 )
@@ -83,7 +87,7 @@ def parse_frame(text: str) -> Frame | None:
 
 
 def parse_arm32_caller(text: str) -> Frame | None:
-    """32-bit arm prints "(callee) from (caller+0x..)": the caller is a frame too (a tail call may hide it)."""
+    """32-bit arm prints "(callee) from (caller+0x..)": the caller is a frame too (tail calls hide some)."""
     found = _ARM32_CALLER.search(text) if ") from [<" in text else None
     return _frame(found) if found else None
 
@@ -123,13 +127,15 @@ GENERAL_SKIP = _anchored(
     r"check_memory_region\w*$", r"print_address_description\w*$", r"print_report$", r"describe_object\w*$",
     r"end_report$", r"(?:__)?check_heap_object$", r"check_object\w*$", r"__check_object_size\w*$",
     r"usercopy_abort$", r"__stack_chk_fail\w*$", r"__fortify_\w+$", r"fortify_\w+$",
-    r"_?_?v?printk\w*$", r"vprintk_emit$", r"console_unlock$", r"_?dev_(?:printk|info|notice|warn|err|alert|crit|emerg)\w*$",
+    r"_?_?v?printk\w*$", r"vprintk_emit$", r"console_unlock$",
+    r"_?dev_(?:printk|info|notice|warn|err|alert|crit|emerg)\w*$",
     r"print_hex_dump\w*$", r"hex_dump_to_buffer$", r"print_modules$", r"print_tainted$",
     r"print_oops_end_marker$", r"print_irqtrace_events$", r"kmsg_dump\w*$", r"(?:__)?crash_kexec$",
     r"(?:__)?lock_acquire\w*$", r"(?:__)?lock_release\w*$", r"lock_acquired$", r"lock_contended$",
     r"(?:__)?lockdep_\w+$", r"mark_lock\w*$", r"(?:reacquire|mark)_held_locks$", r"print_\w*bug\w*$",
     r"check_noncircular$", r"check_prevs?_add$", r"validate_chain$", r"lock_is_held\w*$",
-    r"debug_check_no_locks_\w+$", r"(?:_|__)?raw_(?:spin|read|write)_\w+$", r"do_raw_(?:spin|read|write)_\w+$",
+    r"debug_check_no_locks_\w+$", r"(?:_|__)?raw_(?:spin|read|write)_\w+$",
+    r"do_raw_(?:spin|read|write)_\w+$",
     r"(?:native_)?queued_(?:spin|read|write)_\w+$", r"__pv_queued_spin\w*$", r"arch_spin_\w+$",
     r"(?:__)?(?:spin|read|write)_(?:un)?lock\w*$", r"(?:__)?(?:spin|read|write)_trylock\w*$",
     r"(?:__)?mutex_(?:un)?lock\w*$", r"mutex_trylock\w*$", r"__mutex_\w+$", r"(?:__)?rt_mutex\w*$",
@@ -143,12 +149,15 @@ GENERAL_SKIP = _anchored(
     r"kmemdup\w*$", r"kstrn?dup\w*$", r"memdup\w*$", r"kv?asprintf\w*$", r"should_fail\w*$",
     r"kv?free$", r"kfree_skb\w*$",
     r"(?:__)?mem(?:cpy|move|set|cmp|chr|scan)\w*$", r"bcmp$",
-    r"(?:__)?str(?:n?cpy|lcpy|scpy\w*|n?len|n?cmp|n?casecmp|n?cat|lcat|r?chr|nchr|n?str|n?dup|sep|c?spn|pbrk)$",
+    r"(?:__)?str(?:n?cpy|lcpy|scpy\w*|n?len|n?cmp|n?casecmp|n?cat|lcat|r?chr|nchr|n?str|n?dup)$",
+    r"(?:__)?str(?:sep|c?spn|pbrk)$",
     r"(?:_|__|raw_)?copy_(?:to|from|in)_user\w*$", r"copy_user_\w+$", r"(?:__)?(?:get|put)_user\w*$",
     r"rep_movs_alternative$", r"_?copy_(?:page_|folio_)?(?:to|from)_iter\w*$",
-    r"(?:__)?might_(?:sleep|fault|resched)\w*$", r"__might_\w+$", r"(?:__)?list_(?:add|del|replace|move|splice)\w*$",
+    r"(?:__)?might_(?:sleep|fault|resched)\w*$", r"__might_\w+$",
+    r"(?:__)?list_(?:add|del|replace|move|splice)\w*$",
     r"__list_\w+_valid\w*$", r"(?:__)?hlist_\w+$", r"(?:__)?rb_\w+$", r"(?:__)?refcount_\w+$",
-    r"(?:__)?kref_\w+$", r"(?:arch_|raw_)?atomic(?:64|_long)?_\w+$", r"(?:__)?(?:test_and_)?(?:set|clear|change|test)_bit\w*$",
+    r"(?:__)?kref_\w+$", r"(?:arch_|raw_)?atomic(?:64|_long)?_\w+$",
+    r"(?:__)?(?:test_and_)?(?:set|clear|change|test)_bit\w*$",
     r"v?s[cn]?n?printf$", r"vsn?printf$", r"format_decode$", r"pointer$", r"string(?:_\w+)?$", r"number$",
     r"(?:__)?x86_indirect_thunk\w*$", r"__x86_return_thunk$", r"__pfx_\w+$", r"read_word_at_a_time$",
     r"__phys_addr\w*$", r"__wake_up\w*$",
@@ -156,7 +165,8 @@ GENERAL_SKIP = _anchored(
     r"complete$", r"(?:__)?(?:queue|flush)_(?:delayed_)?work\w*$",
     r"insert_work$", r"__cancel_work\w*$", r"cancel_(?:delayed_)?work\w*$", r"(?:__)?(?:del|mod)_timer\w*$",
     r"__?timer_delete\w*$", r"kobject_\w+$", r"(?:__)?put_device$", r"(?:__)?debug_object\w*$",
-    r"debug_print_object$", r"(?:__)?ref_tracker\w*$", r"preempt_count_\w+$", r"(?:__)?rcu_read_(?:un)?lock\w*$",
+    r"debug_print_object$", r"(?:__)?ref_tracker\w*$", r"preempt_count_\w+$",
+    r"(?:__)?rcu_read_(?:un)?lock\w*$",
     r"rcu_lock_\w+$", r"(?:asm_)?sysvec_\w+$", r"__sysvec_\w+$", r"(?:asm_)?common_interrupt\w*$",
     r"(?:__)?irq_exit\w*$", r"(?:__)?do_softirq\w*$", r"(?:__)?handle_softirqs?$", r"(?:__)?hrtimer_\w+$",
     r"__run_hrtimer$", r"(?:smp_|local_)?apic_timer_interrupt$", r"ret_from_intr$", r"(?:__)?handle_irq\w*$",
@@ -170,13 +180,16 @@ GENERAL_SKIP = _anchored(
 # They apply to core-kernel frames only: a third-party module names its functions its own way, and
 # its "tbs_wait_channel" or "tbs_alloc_table" is exactly what its developers need to read.
 CORE_SUBSTRINGS: tuple[str, ...] = (
-    "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan_setup_watchpoint", "check_memory_region",
+    "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan_setup_watchpoint",
+    "check_memory_region",
     "check_heap_object", "check_object", "read_word_at_a_time", "(read|write)_once_.*nocheck",
     "print_address_description", "panic", "invalid_op", "report_bug", "fixup_bug", "print_report",
-    "print_usage_bug", "do_error", "_trap$|do_trap", "show_stack", "dump_stack", "walk_stack", "dump_backtrace",
+    "print_usage_bug", "do_error", "_trap$|do_trap", "show_stack", "dump_stack", "walk_stack",
+    "dump_backtrace",
     "warn_slowpath", "warn_alloc", "warn_bogus", "__warn", "alloc_page", "k?v?(?:m|z|c)alloc", "krealloc",
     "kmem_cache", "allocate_slab", "__alloc_frozen_pages", "folio_(?:alloc|unlock)", "filemap_alloc_folio",
-    "__filemap_get_folio", "find_or_create_page", "do_read_cache_folio", "read_cache_page", "pagecache_get_page",
+    "__filemap_get_folio", "find_or_create_page", "do_read_cache_folio", "read_cache_page",
+    "pagecache_get_page",
     "grab_cache_page_write_begin", "slab_", "debug_object", "timer_is_static_object", "work_is_static_object",
     "__might_fault", "print_unlock", "imbalance_bug", "lockdep", "bh_enable", "bh_disable", "perf_trace",
     "lock_acquire", "lock_release", "lock_class", "mark_lock", "(reacquire|mark)_held_locks", "raw_spin_rq",
@@ -202,10 +215,12 @@ CORE_SUBSTRINGS: tuple[str, ...] = (
     "usb_submit_urb", "^complete$", "wait_for_completion", "^kv?free$", "kfree_skb", "readb$", "readw$",
     "readl$", "readq$", "writeb$", "writew$", "writel$", "writeq$", "logic_in", "logic_out", "^crc\\d+",
     "crc_itu_t", "__might_resched", "assertfail", "^iput$", "^iput_final$", "^ihold$", "hex_dump_to_buffer",
-    "print_hex_dump", "^klist_", "(trace|lockdep)_(hard|soft)irq", "^(un)?lock_page", "stack_trace_consume_entry",
+    "print_hex_dump", "^klist_", "(trace|lockdep)_(hard|soft)irq", "^(un)?lock_page",
+    "stack_trace_consume_entry",
     "arch_stack_walk", "stack_trace_save", "insert_work", "__queue_delayed_work", "queue_delayed_work_on",
     "ida_free", "do_(kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?",
-    "print_tainted", "xas_(?:start|load|find)", "find_lock_entries", "truncate_inode_pages_range", "__phys_addr",
+    "print_tainted", "xas_(?:start|load|find)", "find_lock_entries", "truncate_inode_pages_range",
+    "__phys_addr",
     "__fortify_report", "cleanup_srcu_struct", "rhashtable_lookup", "extract_(user|iter)_to_sg", "drop_nlink",
     "^get_taint$", "^put_device$", "lock_timer_base", "__timer_delete_sync", "sk_stop_timer_sync",
     "__mod_timer", "fast_dput", "dput", "mark_buffer_dirty",
@@ -235,14 +250,17 @@ STALL_SKIP = _anchored(r"(?:__)?rcu_\w+$", r"(?:__)?sched_clock\w*$", r"update_p
 # Where a stalled CPU's loop was dispatched from: the frame above it names the loop (syzkaller's anchors).
 STALL_ANCHORS = re.compile(
     "process_one_work|do_syscall_|do_fast_syscall_|sysenter_dispatch|tracesys_phase2|el0_svc_handler"
-    "|invoke_syscall|ret_fast_syscall|netif_receive_skb|do_softirq|call_timer_fn|_run_timers|run_timer_softirq"
+    "|invoke_syscall|ret_fast_syscall|netif_receive_skb|do_softirq|call_timer_fn|_run_timers"
+    "|run_timer_softirq"
     "|hrtimer_run|run_ksoftirqd|smpboot_thread_fn|^kthread$|start_secondary|cpu_startup_entry|ret_from_fork"
-    "|vfs_write|vfs_read|vfs_iter_read|vfs_iter_write|do_iter_read|do_iter_write|call_read_iter|call_write_iter"
+    "|vfs_write|vfs_read|vfs_iter_read|vfs_iter_write|do_iter_read|do_iter_write|call_read_iter"
+    "|call_write_iter"
     "|new_sync_read|new_sync_write|vfs_ioctl|ksys_ioctl|compat_ioctl|compat_sys_ioctl|blkdev_driver_ioctl"
     "|blkdev_ioctl|do_iter_readv_writev|^call_mmap|mmap_region|do_mmap|do_dentry_open|vfs_open|^sock_sendmsg"
     "|^sock_recvmsg|^sock_release|^__sock_release|^setsockopt$|kernel_setsockopt|sock_common_setsockopt"
     "|^listen$|kernel_listen|sk_common_release|^sock_mmap|^accept$|kernel_accept|^sock_do_ioctl|^sock_ioctl"
-    "|^compat_sock_ioctl|^nfnetlink_rcv_msg|^rtnetlink_rcv_msg|^netlink_dump|^(sys_)?(socketpair|connect|ioctl)"
+    "|^compat_sock_ioctl|^nfnetlink_rcv_msg|^rtnetlink_rcv_msg|^netlink_dump"
+    "|^(sys_)?(socketpair|connect|ioctl)"
     "|__do_fault|do_page_fault|^page_fault$|__fput|task_work_run|exit_to_usermode|smp_call_function"
     "|tasklet_action|tasklet_hi_action"
 )

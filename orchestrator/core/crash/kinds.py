@@ -6,7 +6,7 @@ from enum import StrEnum
 class CrashKind(StrEnum):
     """The kind of a kernel report, named after the line that starts it."""
 
-    NULL_DEREF = "null_pointer_dereference"  # BUG: kernel NULL pointer dereference (arm64: Unable to handle ...)
+    NULL_DEREF = "null_pointer_dereference"  # BUG: kernel NULL pointer dereference; arm64: Unable to handle
     PAGE_FAULT = "page_fault"  # BUG: unable to handle page fault / kernel paging request
     GENERAL_PROTECTION = "general_protection_fault"  # general protection fault, stack segment fault
     KERNEL_BUG = "kernel_bug"  # kernel BUG at file:line, and other "BUG: ..." lines

@@ -19,7 +19,9 @@ from typing import NamedTuple
 MAX_LINE_CHARS = 4096
 
 # "[  12.345678]", with the syslog level ("<4>") and the printk caller ("[ T123]" / "[ C1]") when printed.
-_STAMP = re.compile(r"(?:<\d{1,2}>)?\[\s{0,12}(?P<seconds>\d{1,8}\.\d{1,9})\](?:\[\s{0,8}(?P<context>[CT]\d{1,8})\])? ?")
+_STAMP = re.compile(
+    r"(?:<\d{1,2}>)?\[\s{0,12}(?P<seconds>\d{1,8}\.\d{1,9})\](?:\[\s{0,8}(?P<context>[CT]\d{1,8})\])? ?"
+)
 # What a log collector puts before the kernel's words: syslog/journal prefixes, dropped-message notes.
 _SYSLOG_PREFIX = re.compile(
     r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:?\d\d)?) \S+ kernel: "

@@ -13,17 +13,25 @@ the caps on lines per report and reports per boot.
 import re
 from dataclasses import dataclass, field
 
-from orchestrator.core.crash.lines import MAX_LINE_CHARS, ConsoleLine, KeywordFinder, has_timestamp, safe_text
-from orchestrator.core.crash.lines import split_physical
 from orchestrator.core.crash.frames import parse_frame
 from orchestrator.core.crash.kinds import CrashKind
+from orchestrator.core.crash.lines import (
+    MAX_LINE_CHARS,
+    ConsoleLine,
+    KeywordFinder,
+    has_timestamp,
+    safe_text,
+    split_physical,
+)
 from orchestrator.core.crash.report import CrashReport
-from orchestrator.core.crash.starts import FINDER_KEYWORDS, Start, match_start, may_start
+from orchestrator.core.crash.start_rule import FINDER_KEYWORDS, Start
+from orchestrator.core.crash.starts import match_start, may_start
 from orchestrator.core.crash.titles import ReportLines, build_report
 
 _BANNER = "Linux version "
 _CAPTURE_KERNEL = "elfcorehdr="  # on the command line of a kdump capture kernel
 KEYWORDS = (*FINDER_KEYWORDS, _BANNER, _CAPTURE_KERNEL)
+_BANNER_BY_S = 10.0
 _GAP_S = 10.0  # a report prints within milliseconds; a longer pause means it is over
 _MAX_LINES = 400
 _TRAILER_LINES = 40  # after "---[ end trace": registers printed again, then the panic it caused
@@ -71,7 +79,9 @@ class _Open:
 class ConsoleScanner:
     """Feed it blocks of console text in order, then ``finish()``."""
 
-    def __init__(self, *, boots_before: int = 0, last_boots_only: bool = False, excerpt_lines: int = 120) -> None:
+    def __init__(
+        self, *, boots_before: int = 0, last_boots_only: bool = False, excerpt_lines: int = 120
+    ) -> None:
         self._banners = boots_before
         self._leading_banner = boots_before > 0  # the first banner had only firmware output before it
         self._kernel_output_seen = False
@@ -125,10 +135,9 @@ class ConsoleScanner:
 
     def _line(self, line: ConsoleLine, raw: str) -> None:
         text = line.text
-        if text.startswith(_BANNER) and text[len(_BANNER) : len(_BANNER) + 1].isdigit():
-            if line.seconds is None or line.seconds < 10.0:
-                self._new_boot(line)
-                return
+        if _is_banner(line):
+            self._new_boot(line)
+            return
         if _CAPTURE_KERNEL in text:
             self.capture_boots.add(self.boot)
         if line.context is not None:
@@ -204,7 +213,7 @@ class ConsoleScanner:
     def _watch(self, report: _Open, text: str) -> None:
         stripped = text.lstrip()
         if not report.has_stack and len(report.lines) > 1:
-            report.has_stack = stripped.startswith(("Call Trace", "Call trace")) or parse_frame(stripped) is not None
+            report.has_stack = stripped.startswith("Call ") or parse_frame(stripped) is not None
         if _END_MARKER in text:
             if "end Kernel panic" in text:
                 report.finished = True
@@ -245,6 +254,17 @@ class ConsoleScanner:
         if self._last_boots_only:
             for old in [boot for boot in self._reports if boot < self.boot - 1]:
                 del self._reports[old]
+
+
+def _is_banner(line: ConsoleLine) -> bool:
+    """The kernel's first line, "Linux version 6.1.0-...", printed at time zero ("cat /proc/version"
+    prints the same text, but later)."""
+    text = line.text
+    return (
+        text.startswith(_BANNER)
+        and text[len(_BANNER) : len(_BANNER) + 1].isdigit()
+        and (line.seconds is None or line.seconds < _BANNER_BY_S)
+    )
 
 
 def _panic_reason(text: str) -> str:

@@ -7,16 +7,23 @@ stack is missing) the title keeps only the words and the report is flagged ``cor
 """
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.core.crash.body import Body, Located, read_body
-from orchestrator.core.crash.frames import HANG_BUCKETS, STALL_ANCHORS, Frame, SkipList, parse_site, substrings
+from orchestrator.core.crash.frames import (
+    HANG_BUCKETS,
+    STALL_ANCHORS,
+    Frame,
+    SkipList,
+    parse_site,
+    substrings,
+)
 from orchestrator.core.crash.kinds import CrashKind
 from orchestrator.core.crash.lines import ConsoleLine
 from orchestrator.core.crash.normalize import tidy
 from orchestrator.core.crash.report import CrashReport
-from orchestrator.core.crash.starts import Start, StartRule, Strategy
+from orchestrator.core.crash.start_rule import Start, StartRule, Strategy
 
 _PURE_ADDRESS = re.compile(r"[0-9a-fA-F]{8,}")
 _BARE_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)(?=\s|$|,)")
@@ -106,26 +113,32 @@ def _interrupted(body: Body) -> list[Frame]:
     for position, located in enumerate(body.frames):
         if located.source == "site":
             following = body.frames[position + 1 :]
-            return [located.frame] + [f.frame for f in following if f.section == located.section and f.source == "trace"]
+            below = [f.frame for f in following if f.section == located.section and f.source == "trace"]
+            return [located.frame, *below]
     return [f.frame for f in body.frames if f.after_interrupt and f.source == "trace"]
+
+
+def _lock_sites(body: Body) -> list[Frame]:
+    return [f.frame for f in body.frames if f.source == "lock"] + _stack(body, after_panic=False)
+
+
+# Where each strategy reads its frames, in the order it reads them (after the first line's own site).
+_READERS: dict[Strategy, Callable[[Body], list[Frame]]] = {
+    Strategy.FAULT: lambda body: _fault(body, after_panic=False) or _fault(body, after_panic=True),
+    Strategy.WARNING: lambda body: _fault(body, after_panic=False) or _fault(body, after_panic=True),
+    Strategy.HEADER: _first_frames,
+    Strategy.INTERRUPTED: lambda body: _interrupted(body) + _stack(body, after_panic=False),
+    Strategy.LOCKDEP: _lock_sites,
+    Strategy.PANIC: lambda body: _fault(body, after_panic=True),
+    Strategy.NONE: lambda _body: [],
+}
 
 
 def _candidates(strategy: Strategy, body: Body, header: Frame | None) -> list[Frame]:
     """The frames the strategy reads, in the order it reads them."""
-    head = [header] if header else []
-    if strategy in (Strategy.FAULT, Strategy.WARNING):
-        return head + (_fault(body, after_panic=False) or _fault(body, after_panic=True))
-    if strategy is Strategy.HEADER:
-        return head + _first_frames(body)
-    if strategy is Strategy.INTERRUPTED:
-        return _interrupted(body) + _stack(body, after_panic=False)
-    if strategy is Strategy.LOCKDEP:
-        return [f.frame for f in body.frames if f.source == "lock"] + _stack(body, after_panic=False)
-    if strategy is Strategy.PANIC:
-        return head + _fault(body, after_panic=True)
-    if strategy is Strategy.NONE:
-        return head
-    return _stack(body, after_panic=False) or _stack(body, after_panic=True)
+    reader = _READERS.get(strategy)
+    frames = reader(body) if reader else _stack(body, after_panic=False) or _stack(body, after_panic=True)
+    return ([header] if header else []) + frames
 
 
 def _hang_pick(frames: list[Frame], skip: SkipList) -> Frame | None:
