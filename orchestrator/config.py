@@ -61,6 +61,19 @@ class Settings(BaseSettings):
         2048, ge=1, le=262144, description="largest total size of a bundle's files once unpacked"
     )
     upload_max_members: int = Field(1000, ge=1, le=100000, description="most entries a bundle may hold")
+    signing_key: Path | None = Field(
+        None, description="encrypted PKCS#8 key (testbed keys create) that signs every run's verdict"
+    )
+    signing_key_password_env: str = Field(
+        "TESTBED_KEY_PASSWORD", description="environment variable holding the signing key's password"
+    )
+    verifier_id: str = Field("urn:endpoint-testbed:gate", min_length=1, description="who signs verdicts")
+    trusted_release_keys: list[Path] = Field(
+        default_factory=list, description="public keys whose candidate signatures are accepted"
+    )
+    require_signed_candidates: bool = Field(
+        False, description="refuse (exit 3) any candidate not signed by a trusted release key"
+    )
 
     @field_validator("hosts")
     @classmethod

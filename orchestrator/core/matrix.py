@@ -82,6 +82,9 @@ class MatrixSpec(BaseModel):
     timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     fail_fast: bool = False
+    require_signed_candidate: bool = Field(
+        False, description="refuse a candidate whose manifest no trusted release key signed"
+    )
     retries: int = Field(
         1, ge=0, le=3, description="new attempts, on a fresh clone, for a cell ending infra_error"
     )

@@ -109,6 +109,8 @@ class RunPlan:
     artifact_digests: dict[str, str]
     fail_fast: bool
     cells: tuple[CellPlan, ...] = field(default_factory=tuple)
+    matrix_sha256: str = ""  # of the matrix file's bytes: the policy a verdict is bound to
+    matrix_source: str = ""  # where it was read from (a path, or "api")
 
     def as_dict(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:

@@ -84,6 +84,7 @@ class CellResult:
     outcome: CellOutcome
     reason: str
     crash: dict[str, Any] | None = None
+    image_digest: str | None = None
     timings: list[PhaseTiming] = field(default_factory=list)
     evidence_dir: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -98,6 +99,29 @@ class CellResult:
         data = asdict(self)
         data["outcome"] = str(self.outcome)
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CellResult":
+        """The inverse of ``as_dict`` (a CELL_FINISHED event's data, read back from a store)."""
+        return cls(
+            cell_id=data["cell_id"],
+            image=data["image"],
+            kernel=data["kernel"],
+            host=data.get("host"),
+            outcome=CellOutcome(data["outcome"]),
+            reason=data.get("reason", ""),
+            crash=data.get("crash"),
+            image_digest=data.get("image_digest"),
+            timings=[PhaseTiming(t["phase"], float(t["seconds"])) for t in data.get("timings", [])],
+            evidence_dir=data.get("evidence_dir"),
+            warnings=list(data.get("warnings", [])),
+            started_at=data.get("started_at"),
+            finished_at=data.get("finished_at"),
+            attempt=int(data.get("attempt", 1)),
+            retryable=bool(data.get("retryable", False)),
+            seconds_after_install=data.get("seconds_after_install"),
+            earlier_attempts=list(data.get("earlier_attempts", [])),
+        )
 
     @property
     def crash_title(self) -> str | None:
@@ -125,11 +149,15 @@ class RunResult:
     evidence_dir: str
     started_at: float
     finished_at: float
+    matrix_sha256: str = ""
+    matrix_source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "matrix": self.matrix_name,
+            "matrix_sha256": self.matrix_sha256,
+            "matrix_source": self.matrix_source,
             "candidate": {
                 "name": self.candidate_name,
                 "version": self.candidate_version,

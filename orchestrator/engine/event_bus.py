@@ -10,7 +10,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.core.records import RunEvent, RunResult
 
@@ -18,7 +18,17 @@ from orchestrator.core.records import RunEvent, RunResult
 class RunStore(Protocol):
     """Where runs and their events are kept (SQL in the service; evidence files in any case)."""
 
-    def create_run(self, run_id: str, plan: dict[str, object], **details: object) -> None: ...
+    def create_run(
+        self,
+        run_id: str,
+        plan: dict[str, Any],
+        *,
+        candidate_id: str | None,
+        matrix_id: str | None,
+        priority: int,
+        submitted_by: str | None,
+        evidence_dir: str,
+    ) -> None: ...
 
     def append_event(self, event: RunEvent) -> None: ...
 

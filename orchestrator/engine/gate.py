@@ -11,32 +11,43 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
 from orchestrator.adapters.libvirt_host import LibvirtHost
 from orchestrator.adapters.run_lock import RunLock
 from orchestrator.adapters.slot_leases import SlotLeases
+from orchestrator.attest import (
+    Signer,
+    TrustedKey,
+    attest_run,
+    load_signer,
+    load_trusted_key,
+    password_from_env,
+    verify_signed_candidate,
+)
 from orchestrator.candidate import Candidate, load_candidate
 from orchestrator.config import Settings
 from orchestrator.core.matrix import MatrixSpec, parse_matrix, plan_run
 from orchestrator.core.plan import CellPlan, RunPlan
 from orchestrator.core.ports import CellPorts, Post
-from orchestrator.core.records import RunEvent, RunResult
+from orchestrator.core.records import CellResult, RunEvent, RunResult
 from orchestrator.engine.event_bus import EventBus, RunStore
 from orchestrator.engine.executor import CellExecutor, ThreadExecutor
 from orchestrator.engine.host_pool import HostPool
 from orchestrator.engine.reaper import ReapReport, reap
-from orchestrator.engine.run_driver import RunDriver
+from orchestrator.engine.run_driver import Resumption, RunDriver
 from orchestrator.engine.run_files import RunFiles, Stores
-from orchestrator.errors import ConfigurationError, InfrastructureError
+from orchestrator.errors import ConfigurationError, InfrastructureError, TestbedError
 from orchestrator.guests import FAMILIES, DomainCell, RunContext
 from orchestrator.guests.run_context import make_ssh_key
 from orchestrator.images.catalog import ImageCatalog, ImageRecord
 
 PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+MAX_RESUMES = 1
+"""How often a run is picked up again after its process died before its leftover cells give up."""
 
 
 @dataclass(frozen=True)
@@ -54,23 +65,46 @@ class PreparedGate:
 
 def prepare_gate(settings: Settings, matrix_path: Path, candidate_path: Path) -> PreparedGate:
     try:
-        text = matrix_path.read_text()
+        data = matrix_path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"matrix: cannot read {matrix_path}: {exc.strerror}") from exc
-    return prepare_gate_from_text(settings, text, candidate_path, source=str(matrix_path))
+    return prepare_gate_from_bytes(settings, data, candidate_path, source=str(matrix_path.resolve()))
 
 
-def prepare_gate_from_text(settings: Settings, text: str, candidate_path: Path, source: str) -> PreparedGate:
+def prepare_gate_from_bytes(
+    settings: Settings, data: bytes, candidate_path: Path, source: str
+) -> PreparedGate:
+    """Validate everything a run needs; the matrix is hashed as the bytes it came as (the digest a
+    publish step checks with sha256sum)."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"{source}: the matrix is not UTF-8 text: {exc}") from exc
     spec = parse_matrix(text, source=source)
-    candidate = load_candidate(candidate_path)
+    if settings.require_signed_candidates or spec.require_signed_candidate:
+        candidate = verify_signed_candidate(candidate_path, _trusted_release_keys(settings))
+    else:
+        candidate = load_candidate(candidate_path)
     images = ImageCatalog(settings.images_dir).usable()
     plan = plan_run(spec, {name: record.facts() for name, record in images.items()}, candidate.facts())
-    digest = sha256_of_text(text)
+    digest = hashlib.sha256(data).hexdigest()
+    plan = replace(plan, matrix_sha256=digest, matrix_source=source)
     return PreparedGate(spec, plan, candidate, images, text, digest, source)
 
 
-def sha256_of_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def _trusted_release_keys(settings: Settings) -> list[TrustedKey]:
+    if not settings.trusted_release_keys:
+        raise ConfigurationError(
+            "signed candidates are required, but no trusted_release_keys are configured in the settings"
+        )
+    return [load_trusted_key(path) for path in settings.trusted_release_keys]
+
+
+def _load_signer(settings: Settings) -> Signer | None:
+    """The verdict signer, loaded once at start: a wrong key or password is bad input (exit 3)."""
+    if settings.signing_key is None:
+        return None
+    return load_signer(settings.signing_key, password_from_env(settings.signing_key_password_env))
 
 
 def new_run_id() -> str:
@@ -141,6 +175,7 @@ class Testbed:
         self._hosts: list[LibvirtHost] = []
         self._leases = SlotLeases(settings.state_dir / "leases")
         self._pool: HostPool | None = None
+        self._signer = _load_signer(settings)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -199,7 +234,9 @@ class Testbed:
         *,
         run_id: str | None = None,
         priority: int = 0,
-        details: dict[str, object] | None = None,
+        candidate_id: str | None = None,
+        matrix_id: str | None = None,
+        submitted_by: str | None = None,
     ) -> RunHandle:
         """Accept the run (its record exists from now on) and run it in the background."""
         run_id = run_id or new_run_id()
@@ -207,6 +244,47 @@ class Testbed:
         run_dir.mkdir(parents=True)
         run_dir.chmod(0o755)
         lock = RunLock(run_dir)
+        self.store.create_run(
+            run_id,
+            prepared.plan.as_dict(),
+            candidate_id=candidate_id,
+            matrix_id=matrix_id,
+            priority=priority,
+            submitted_by=submitted_by,
+            evidence_dir=str(run_dir),
+        )
+        return self._launch(prepared, run_id, run_dir, lock, priority=priority, resumed=None)
+
+    def resume(
+        self,
+        prepared: PreparedGate,
+        run_id: str,
+        *,
+        finished: Sequence[CellResult],
+        last_sequence: int,
+        attempts: Mapping[str, int],
+        resumes: int,
+        priority: int = 0,
+    ) -> RunHandle:
+        """Pick up a run whose process died: finished cells stand, interrupted ones run again as a
+        new attempt on a fresh clone — once; a run interrupted again ends its cells infra_error."""
+        run_dir = self.settings.runs_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir)
+        give_up = f"the run was interrupted {resumes + 1} times" if resumes >= MAX_RESUMES else ""
+        resumption = Resumption(tuple(finished), last_sequence, dict(attempts), give_up)
+        return self._launch(prepared, run_id, run_dir, lock, priority=priority, resumed=resumption)
+
+    def _launch(
+        self,
+        prepared: PreparedGate,
+        run_id: str,
+        run_dir: Path,
+        lock: RunLock,
+        *,
+        priority: int,
+        resumed: Resumption | None,
+    ) -> RunHandle:
         work_dir = run_dir / "work"
         private_key, public_key = make_ssh_key(work_dir, f"endpoint-testbed-{run_id}")
         context = RunContext(
@@ -220,18 +298,6 @@ class Testbed:
             ssh_private_key=private_key,
             ssh_public_key=public_key,
         )
-        self.store.create_run(
-            run_id,
-            prepared.plan.as_dict(),
-            evidence_dir=str(run_dir),
-            priority=priority,
-            matrix={
-                "name": prepared.plan.matrix_name,
-                "sha256": prepared.matrix_sha256,
-                "source": prepared.matrix_source,
-            },
-            **(details or {}),
-        )
         driver = RunDriver(
             run_id,
             prepared.plan,
@@ -242,6 +308,7 @@ class Testbed:
             evidence_dir=str(run_dir),
             priority=priority,
             retries=prepared.spec.retries,
+            resumed=resumed,
         )
         handle = RunHandle(run_id, run_dir, driver)
 
@@ -249,6 +316,7 @@ class Testbed:
             try:
                 result = driver.run()
                 self.store.finish_run(result)
+                self._attest(run_dir, prepared)
             except BaseException as exc:  # noqa: BLE001 - the handle must always learn how it ended
                 handle._finished(None, exc)
             else:
@@ -259,6 +327,27 @@ class Testbed:
 
         threading.Thread(target=work, name=f"run-{run_id}", daemon=True).start()
         return handle
+
+    def _attest(self, run_dir: Path, prepared: PreparedGate) -> None:
+        """Sign the verdict when a key is configured; a failure to sign never changes the verdict."""
+        if self._signer is None:
+            return
+        try:
+            attest_run(
+                run_dir,
+                self._signer,
+                verifier_id=self.settings.verifier_id,
+                matrix_digest=prepared.matrix_sha256,
+                matrix_uri=_matrix_uri(prepared.matrix_source),
+                image_digests={name: record.digest for name, record in prepared.images.items()},
+            )
+        except (TestbedError, OSError) as exc:
+            (run_dir / "attestations").mkdir(exist_ok=True)
+            (run_dir / "attestations" / "not-signed.txt").write_text(f"the verdict was not signed: {exc}\n")
+
+
+def _matrix_uri(source: str) -> str:
+    return Path(source).as_uri() if source.startswith("/") else source
 
 
 def run_gate(
@@ -305,7 +394,6 @@ __all__ = [
     "Testbed",
     "new_run_id",
     "prepare_gate",
-    "prepare_gate_from_text",
+    "prepare_gate_from_bytes",
     "run_gate",
-    "sha256_of_text",
 ]

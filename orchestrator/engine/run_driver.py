@@ -55,6 +55,16 @@ class _Cancel:
     reason: str
 
 
+@dataclass(frozen=True)
+class Resumption:
+    """A run picked up again after the process running it died (restart reconciliation)."""
+
+    finished: tuple[CellResult, ...]  # cells that had ended: their results stand
+    last_sequence: int  # the last event persisted: numbering goes on from there
+    attempts: Mapping[str, int]  # per unfinished cell, the last attempt that had started
+    give_up: str = ""  # when set, unfinished cells end infra_error with this reason, unrun
+
+
 @dataclass
 class _Running:
     cell: CellPlan
@@ -79,6 +89,7 @@ class RunDriver:
         evidence_dir: str = "",
         priority: int = 0,
         retries: int = 1,
+        resumed: "Resumption | None" = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -93,7 +104,8 @@ class RunDriver:
         self._retries = retries
         self._clock = clock
         self._monotonic = monotonic
-        self._sequence = 0
+        self._resumed = resumed
+        self._sequence = resumed.last_sequence if resumed else 0
         self._event_lock = threading.Lock()
         self._inbox: queue.Queue[_Granted | _Finished | _Cancel] = queue.Queue()
         self._waiting: set[str] = set()
@@ -137,9 +149,25 @@ class RunDriver:
 
     def run(self) -> RunResult:
         started = self._clock()
-        self.emit(RunEventKind.RUN_STARTED, detail=f"{len(self.plan.cells)} cell(s)")
+        resumed = self._resumed
+        if resumed is None:
+            self.emit(RunEventKind.RUN_STARTED, detail=f"{len(self.plan.cells)} cell(s)")
+        else:
+            self._results.update({result.cell_id: result for result in resumed.finished})
+            self.emit(
+                RunEventKind.RUN_STARTED,
+                detail=f"resumed after an interruption: {len(resumed.finished)} of {len(self.plan.cells)} "
+                "cell(s) had finished",
+            )
         for cell in self.plan.cells:
-            self._request(cell)
+            if cell.cell_id in self._results:
+                continue
+            if resumed is not None and resumed.give_up:
+                reason = f"interrupted: {resumed.give_up}"
+                self._record(cell, self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason))
+                continue
+            attempt = 1 if resumed is None else resumed.attempts.get(cell.cell_id, 1) + 1
+            self._request(replace(cell, attempt=attempt))
         while self._waiting or self._running:
             try:
                 message = self._inbox.get(timeout=0.5)
@@ -258,6 +286,7 @@ class RunDriver:
 
     def _record(self, cell: CellPlan, result: CellResult) -> None:
         result.earlier_attempts = self._earlier.get(cell.cell_id, [])
+        result.image_digest = cell.image.digest
         self._results[cell.cell_id] = result
         self.emit(
             RunEventKind.CELL_FINISHED,
@@ -302,6 +331,8 @@ class RunDriver:
             evidence_dir=self._evidence_dir,
             started_at=started,
             finished_at=self._clock(),
+            matrix_sha256=self.plan.matrix_sha256,
+            matrix_source=self.plan.matrix_source,
         )
         self.emit(
             RunEventKind.RUN_FINISHED,

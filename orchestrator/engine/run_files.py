@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from orchestrator.core.records import RunEvent, RunResult
 from orchestrator.engine.event_bus import RunStore
@@ -22,13 +23,27 @@ class RunFiles:
         self._runs_dir = runs_dir
         self._lock = threading.Lock()
 
-    def create_run(self, run_id: str, plan: dict[str, object], **details: object) -> None:
+    def create_run(
+        self,
+        run_id: str,
+        plan: dict[str, Any],
+        *,
+        candidate_id: str | None,
+        matrix_id: str | None,
+        priority: int,
+        submitted_by: str | None,
+        evidence_dir: str,
+    ) -> None:
         started = {
             "run_id": run_id,
             "status": "running",
             "started_at": time.time(),
+            "candidate_id": candidate_id,
+            "matrix_id": matrix_id,
+            "priority": priority,
+            "submitted_by": submitted_by,
+            "evidence_dir": evidence_dir,
             "plan": plan,
-            **details,
         }
         self._write(run_id, started)
 
@@ -52,9 +67,27 @@ class Stores:
     def __init__(self, stores: Sequence[RunStore]) -> None:
         self._stores = list(stores)
 
-    def create_run(self, run_id: str, plan: dict[str, object], **details: object) -> None:
+    def create_run(
+        self,
+        run_id: str,
+        plan: dict[str, Any],
+        *,
+        candidate_id: str | None,
+        matrix_id: str | None,
+        priority: int,
+        submitted_by: str | None,
+        evidence_dir: str,
+    ) -> None:
         for store in self._stores:
-            store.create_run(run_id, plan, **details)
+            store.create_run(
+                run_id,
+                plan,
+                candidate_id=candidate_id,
+                matrix_id=matrix_id,
+                priority=priority,
+                submitted_by=submitted_by,
+                evidence_dir=evidence_dir,
+            )
 
     def append_event(self, event: RunEvent) -> None:
         for store in self._stores:
