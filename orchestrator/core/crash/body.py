@@ -39,6 +39,7 @@ _ACCESS = re.compile(r"\b(?P<access>Read|Write) (?:of size \d+ )?at addr")
 _LIST_MESSAGE = re.compile(r"(?P<op>h?list_\w+) corruption")
 _REFCOUNT_MESSAGE = re.compile(r"refcount_t:? (?P<what>[^.,]{1,80}?)(?:\.|,| at |$)")
 _DIE_MARKER = re.compile(r"\[#\d+\]")
+_TASK_IDENTITY = re.compile(r"CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class Body:
     list_op: str | None = None  # "list_add" when the report prints a list corruption message
     refcount_problem: str | None = None  # "underflow; use-after-free" when it prints a refcount_t message
     died: bool = False  # an oops marker ([#1]) was printed
+    pids: set[str] = field(default_factory=set)  # of the "CPU: n PID: m" lines before the panic
 
     def has_stack(self) -> bool:
         return bool(self.frames)
@@ -153,6 +155,10 @@ class _Reader:
             body.refcount_problem = refcount.group("what") if refcount else None
         if not body.died and "[#" in text:
             body.died = _DIE_MARKER.search(text) is not None
+        if "PID: " in text and not self.after_panic and self.body.sections[-1].kind != "aux":
+            identity = _TASK_IDENTITY.search(text)
+            if identity:  # not the CPU: a preemptible task may move between two lines of its report
+                body.pids.add(identity.group("pid"))
 
 
 def read_body(lines: Sequence[ConsoleLine], panic_lines: Collection[int]) -> Body:

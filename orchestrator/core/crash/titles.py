@@ -216,19 +216,20 @@ def _site_from_lines(report: "ReportLines") -> Frame | None:
 
 
 def _corruption(report: ReportLines, body: Body, guilty: Frame | None) -> str | None:
-    rule = report.start.rule
-    if rule.corrupted:
-        return rule.corrupted
-    if any(line.lost_before for line in report.lines[1:]):
-        return "the kernel dropped console messages in the middle of the report"
+    """Why the report cannot be trusted to name its bug, in the order a person would look; None if it can."""
+    rule, first = report.start.rule, report.lines[0]
     what = report.start.group("what")
-    if rule.free_text and (report.lines[0].cut or (what is not None and not what.strip())):
-        return "the first line of the report is cut"
-    if rule.needs_site and rule.strategy is not Strategy.NONE and guilty is None:
-        if not body.has_stack():
-            return "the report ends before its stack trace"
-        return "no frame of the report names a culprit"
-    return None
+    unnamed = rule.needs_site and rule.strategy is not Strategy.NONE and guilty is None
+    checks = (
+        (rule.corrupted is not None, rule.corrupted),
+        (any(line.lost_before for line in report.lines[1:]), "the kernel dropped console messages in the report"),
+        # Without printk caller ids the lines of two tasks cannot be told apart.
+        (len(body.pids) > 1 and first.context is None, "the lines of two CPUs or tasks are interleaved"),
+        (rule.free_text and (first.cut or (what is not None and not what.strip())), "its first line is cut"),
+        (unnamed and not body.has_stack(), "the report ends before its stack trace"),
+        (unnamed, "no frame of the report names a culprit"),
+    )
+    return next((reason for failed, reason in checks if failed), None)
 
 
 def build_report(report: ReportLines) -> CrashReport:
@@ -239,9 +240,12 @@ def build_report(report: ReportLines) -> CrashReport:
     header = _header_site(start) or _site_from_lines(report)
     guilty = guilty_frame(start.rule, body, header, skip)
     reason = _corruption(report, body, guilty)
-    title = words
-    if guilty is not None:
-        title += f" in {guilty.function}" + (f" [{guilty.module}]" if guilty.module else "")
+    if reason is None and guilty is not None:
+        title = f"{words} in {guilty.function}" + (f" [{guilty.module}]" if guilty.module else "")
+    elif reason is not None and start.rule.free_text and report.lines[0].cut:
+        title = words.split(":", 1)[0]  # "BUG: unable to handle ker" was cut: only "BUG" is certain
+    else:
+        title = words  # a damaged report's title says only what is certain; function is a best guess
     first = report.lines[0]
     return CrashReport(
         kind=kind,
