@@ -15,6 +15,7 @@ from api.cli.gate_command import gate
 from api.cli.hosts_command import hosts
 from api.cli.images_command import images_app
 from api.cli.keys_command import keys_app
+from api.cli.report_command import report
 from api.cli.serve_command import serve
 from api.cli.tokens_command import tokens_app
 from api.cli.verify_command import verify
@@ -31,6 +32,7 @@ def main(config: ConfigOption = None) -> None:
 
 app.command()(gate)
 app.command()(hosts)
+app.command()(report)
 app.add_typer(images_app, name="images")
 app.command()(serve)
 app.add_typer(tokens_app, name="tokens")
