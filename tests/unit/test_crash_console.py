@@ -114,6 +114,14 @@ def test_kernel_output_before_the_first_banner_is_a_boot_of_its_own():
     assert parse_console(WARNING_REPORT + BANNER + "\n") is None  # the last boot shows nothing
 
 
+def test_proc_version_printed_by_user_space_is_no_new_boot():
+    proc_version = BANNER.split("] ", 1)[1]  # the same text, without the kernel's timestamp
+
+    report = parse_console(BANNER + "\n" + OOPS_REPORT + "$ cat /proc/version\n" + proc_version + "\n")
+
+    assert (report.title, report.boot) == (OOPS_TITLE, 0)
+
+
 def test_a_boot_without_panic_is_titled_by_its_last_report():
     text = BANNER + "\n" + WARNING_REPORT + WARNING_REPORT.replace("tbs_reload", "tbs_rescan")
 

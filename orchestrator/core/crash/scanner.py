@@ -1,10 +1,11 @@
 """The console, read once from start to end: boots, and the reports each boot printed.
 
-A report opens at a start line (``starts.RULES``) and gathers the lines after it until one of:
-its end marker (``---[ end trace``; a panic printed within the next lines still joins it), a new
-report's first line, a new boot, a pause of more than ``_GAP_S`` in kernel time, user-space output
-after its stack, or ``_MAX_LINES``. With printk caller ids (``[ T123]``) each task and CPU has its
-own open report, so the lines of two CPUs that crash at once are told apart.
+A report opens at a start line (``rules.RULES``) and gathers the kernel lines after it until one
+of: its end marker (``---[ end trace``; a panic printed within the next lines still joins it), a
+new report's first line, a new boot, a pause of more than ``_GAP_S`` in kernel time, or
+``_MAX_LINES``. User-space lines in between (no timestamp, systemd status) are left out. With printk
+caller ids (``[ T123]``) each task and CPU has its own open report, so the lines of two CPUs that
+crash at once are told apart.
 
 While no report is open the scanner reads only lines that hold a keyword; memory stays bounded by
 the caps on lines per report and reports per boot.
@@ -85,6 +86,7 @@ class ConsoleScanner:
         self._banners = boots_before
         self._leading_banner = boots_before > 0  # the first banner had only firmware output before it
         self._kernel_output_seen = False
+        self._stamped = False  # a kernel timestamp was read: from now on a banner must carry one
         self._last_boots_only = last_boots_only
         self._excerpt_lines = excerpt_lines
         self._open: dict[str | None, _Open] = {}
@@ -135,9 +137,10 @@ class ConsoleScanner:
 
     def _line(self, line: ConsoleLine, raw: str) -> None:
         text = line.text
-        if _is_banner(line):
+        if _is_banner(line, stamped_console=self._stamped):
             self._new_boot(line)
             return
+        self._stamped = self._stamped or line.seconds is not None
         if _CAPTURE_KERNEL in text:
             self.capture_boots.add(self.boot)
         if line.context is not None:
@@ -256,15 +259,16 @@ class ConsoleScanner:
                 del self._reports[old]
 
 
-def _is_banner(line: ConsoleLine) -> bool:
-    """The kernel's first line, "Linux version 6.1.0-...", printed at time zero ("cat /proc/version"
-    prints the same text, but later)."""
+def _is_banner(line: ConsoleLine, *, stamped_console: bool) -> bool:
+    """The kernel's first line, "Linux version 6.1.0-...", printed at time zero.
+
+    "cat /proc/version" prints the same text, but later, and without a timestamp in a console that
+    has them.
+    """
     text = line.text
-    return (
-        text.startswith(_BANNER)
-        and text[len(_BANNER) : len(_BANNER) + 1].isdigit()
-        and (line.seconds is None or line.seconds < _BANNER_BY_S)
-    )
+    if not (text.startswith(_BANNER) and text[len(_BANNER) : len(_BANNER) + 1].isdigit()):
+        return False
+    return line.seconds < _BANNER_BY_S if line.seconds is not None else not stamped_console
 
 
 def _panic_reason(text: str) -> str:
