@@ -5,6 +5,11 @@ noise as consoles have it (kernel and systemd lines with timestamps, user-space 
 sensor's own chatter with "BUG count", harness lines with "INFO:" and "WARNING:"), then an oops of
 the sample sensor and its panic. The parse must find that report, title it right, and take less
 than GOAL_S seconds.
+
+With ``--corpus DIR`` it also scores the parser against a corpus in the format of syzkaller's
+pkg/report/testdata/linux/report (a "TITLE: ..." header, a blank line, the console): how often a
+report is found where one exists, how often the guilty function is the one syzkaller's title names,
+and that consoles without a report give none.
 """
 
 import argparse
@@ -13,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.core.crash_report import parse_console_file
+from orchestrator.core.crash.frames import canonical_name
+from orchestrator.core.crash_report import find_reports, parse_console_file
 
 GOAL_S = 5.0
 EXPECTED_TITLE = "BUG: kernel NULL pointer dereference in tbs_match_template [testbed_sensor]"
@@ -80,10 +86,39 @@ def write_console(path: Path, size_bytes: int) -> None:
             out.write("testbed-guest login: \n")
 
 
+def score_corpus(corpus: Path) -> None:
+    """Detection, guilty-function agreement and false positives on a syzkaller-format corpus."""
+    found = expected = same_function = compared = false_positives = clean = 0
+    for case in sorted(path for path in corpus.iterdir() if path.is_file()):
+        header, _, log = case.read_bytes().replace(b"\r", b"").partition(b"\n\n")
+        lines = header.decode(errors="replace").splitlines()
+        fields = dict(line.split(": ", 1) for line in lines if ": " in line)
+        reports = find_reports(log.split(b"\nREPORT:\n")[0].decode(errors="replace"))
+        title = fields.get("TITLE", "")
+        if not title:
+            clean += 1
+            false_positives += bool(reports)
+            continue
+        expected += 1
+        found += bool(reports)
+        damaged = fields.get("CORRUPTED") == "Y" or title.endswith(" in corrupted")
+        if reports and " in " in title and not damaged:
+            compared += 1
+            named = canonical_name(title.rsplit(" in ", 1)[1].split("/")[0].strip())
+            same_function += reports[0].function == named
+    print(
+        f"bench_parser: corpus {corpus}: report found in {found}/{expected}, guilty function as syzkaller's "
+        f"title in {same_function}/{compared}, reports in clean consoles {false_positives}/{clean}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--corpus", type=Path, help="also score a syzkaller-format corpus directory")
     arguments = parser.parse_args()
+    if arguments.corpus:
+        score_corpus(arguments.corpus)
     with tempfile.TemporaryDirectory(prefix="bench-parser-") as scratch:
         console = Path(scratch) / "console.log"
         write_console(console, arguments.size_mb * 1024 * 1024)
