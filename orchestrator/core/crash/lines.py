@@ -22,7 +22,7 @@ MAX_LINE_CHARS = 4096
 _STAMP = re.compile(
     r"(?:<\d{1,2}>)?\[\s{0,12}(?P<seconds>\d{1,8}\.\d{1,9})\](?:\[\s{0,8}(?P<context>[CT]\d{1,8})\])? ?"
 )
-# What a log collector puts before the kernel's words: syslog/journal prefixes, dropped-message notes.
+# What a log collector puts before the kernel's words (syslog, journal), and the kernel's own note of loss.
 _SYSLOG_PREFIX = re.compile(
     r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:?\d\d)?) \S+ kernel: "
 )

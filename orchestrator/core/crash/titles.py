@@ -222,7 +222,7 @@ def _corruption(report: ReportLines, body: Body, guilty: Frame | None) -> str | 
     unnamed = rule.needs_site and rule.strategy is not Strategy.NONE and guilty is None
     checks = (
         (rule.corrupted is not None, rule.corrupted),
-        (any(line.lost_before for line in report.lines[1:]), "the kernel dropped console messages in the report"),
+        (any(line.lost_before for line in report.lines[1:]), "the kernel dropped messages inside the report"),
         # Without printk caller ids the lines of two tasks cannot be told apart.
         (len(body.pids) > 1 and first.context is None, "the lines of two CPUs or tasks are interleaved"),
         (rule.free_text and (first.cut or (what is not None and not what.strip())), "its first line is cut"),
