@@ -241,3 +241,11 @@ def test_the_cheap_prefilter_passes_every_line_a_rule_matches():
 
     assert len(starts) > 100
     assert all(may_start(line) for line in starts)
+
+
+def test_the_engine_imports_the_same_names_from_the_thin_module():
+    import orchestrator.core.crash as package
+    import orchestrator.core.crash_report as thin
+
+    assert thin.__all__ == package.__all__
+    assert all(getattr(thin, name) is getattr(package, name) for name in package.__all__)
