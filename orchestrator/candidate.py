@@ -12,6 +12,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.core import content_variants
+from orchestrator.core.content_variants import AS_SHIPPED, ContentLayout, generate
 from orchestrator.core.matrix import CandidateFacts
 from orchestrator.errors import ConfigurationError, describe_validation_error
 
@@ -149,7 +151,39 @@ class Candidate:
                 family: tuple(sorted({self.sensor_version_of(a) for a in self.sensor_packages(family)}))
                 for family in {a.os_family for a in self.manifest.artifacts if a.os_family}
             },
+            content_layout=self.content_layout(),
         )
+
+    def content_bytes(self, artifact: Artifact, variant: str, seed: int) -> bytes:
+        """What a cell installs for one content file: as shipped, or a variant generated from it
+        (deterministic: the same seed gives the same bytes on every machine)."""
+        data = self.path_of(artifact).read_bytes()
+        if variant == AS_SHIPPED:
+            return data
+        layout = layout_of(artifact.schema_) if artifact.schema_ is not None else None
+        field_name = variant.split(":", 1)[1] if ":" in variant else None
+        if field_name is not None and (
+            layout is None or field_name not in {f.name for f in layout.count_fields}
+        ):
+            return data  # this file does not declare that count field: it travels as shipped
+        return generate(data, variant, seed=seed, layout=layout)
+
+    def content_layout(self) -> ContentLayout | None:
+        """The layout the first content file declares (count-field variants need one)."""
+        for artifact in self.content_files():
+            if artifact.schema_ is not None:
+                return layout_of(artifact.schema_)
+        return None
+
+
+def layout_of(schema: ContentSchema) -> ContentLayout:
+    return ContentLayout(
+        header_size=schema.header_size,
+        count_fields=tuple(
+            content_variants.CountField(name=f.name, offset=f.offset, size=f.size, byteorder=f.byteorder)
+            for f in schema.count_fields
+        ),
+    )
 
 
 def sha256_of(path: Path) -> str:

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
         2048, ge=1, le=262144, description="largest total size of a bundle's files once unpacked"
     )
     upload_max_members: int = Field(1000, ge=1, le=100000, description="most entries a bundle may hold")
+    products_dir: Path | None = Field(
+        None,
+        description="registered co-installed products (<dir>/<name>/product.yaml); default under state_dir",
+    )
     signing_key: Path | None = Field(
         None, description="encrypted PKCS#8 key (testbed keys create) that signs every run's verdict"
     )
@@ -92,6 +96,10 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.state_dir / "runs"
+
+    @property
+    def products_path(self) -> Path:
+        return self.products_dir or self.state_dir / "products"
 
     @property
     def candidates_dir(self) -> Path:

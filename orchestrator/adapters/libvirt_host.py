@@ -430,6 +430,16 @@ class LibvirtHost:
         except libvirt.libvirtError as exc:
             raise InfrastructureError(f"host {self.name}: cannot inject an NMI into {name}: {exc}") from exc
 
+    def reset_crashed(self, name: str) -> None:
+        """Make a crashed guest (kept paused by on_crash=preserve) boot again: reset, then resume."""
+        domain = self._require(name)
+        try:
+            domain.reset(0)
+            if domain.state()[0] in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_CRASHED):
+                domain.resume()
+        except libvirt.libvirtError as exc:
+            raise InfrastructureError(f"host {self.name}: cannot reset the crashed {name}: {exc}") from exc
+
     def _require(self, name: str) -> libvirt.virDomain:
         domain = self._domain(name)
         if domain is None:

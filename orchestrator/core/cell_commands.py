@@ -74,6 +74,11 @@ class InjectNmi:
 
 
 @dataclass(frozen=True)
+class ResetGuest:
+    """Reset the crashed guest so it boots again (the observe crash policy)."""
+
+
+@dataclass(frozen=True)
 class Reconnect:
     """Connect to the host again and report the domain's condition (``HostReconnected``)."""
 
@@ -102,6 +107,7 @@ CellCommand = (
     | RequestReboot
     | RunProbe
     | InjectNmi
+    | ResetGuest
     | Reconnect
     | CollectEvidence
     | Teardown

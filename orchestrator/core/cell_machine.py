@@ -41,6 +41,7 @@ from orchestrator.core.cell_commands import (
     Provision,
     Reconnect,
     RequestReboot,
+    ResetGuest,
     RunProbe,
     RunStep,
     StopProbe,
@@ -66,7 +67,7 @@ from orchestrator.core.cell_events import (
     TornDown,
 )
 from orchestrator.core.outcomes import CANDIDATE_FAILURES, Blame, CellOutcome, CellState
-from orchestrator.core.plan import CellPlan, InstallStep, StepKind, Timeouts
+from orchestrator.core.plan import CellPlan, CrashPolicy, InstallStep, StepKind, Timeouts
 from orchestrator.core.probe_rules import ProbeReport, Verdict, judge_probe
 
 RESET_BURST_SECONDS = 2.0
@@ -123,10 +124,16 @@ class CellContext:
     unexpected_resets: int = 0  # resets nobody asked for since the guest was last ready
     last_reset_at: float | None = None  # when the last reset (of any kind) was seen
     current_step: InstallStep | None = None
+    activity: bool = False  # run the activity workload after install and after every later boot
+    crash_policy: CrashPolicy = CrashPolicy.STOP
+    crashes: int = 0  # crashes seen (and survived by a reset) under the observe policy
+    crashed_boots: tuple[int, ...] = ()  # the boots those crashes ended
+    control: bool = False  # a control twin: no candidate; its own failures are judged as if it had one
     probe_purpose: ProbePurpose | None = None
     pending_outcome: CellOutcome | None = None  # decided, waiting for a probe or a crash dump
     pending_reason: str = ""
     outcome: CellOutcome | None = None
+    observed: CellOutcome | None = None  # what the guest did, before blame (a crash at the baseline: crashed)
     reason: str = ""
     retryable: bool = False  # an infrastructure error worth another attempt on a fresh clone
 
@@ -180,6 +187,9 @@ def initial_context(plan: CellPlan) -> CellContext:
         steps_left=plan.steps,
         boots=plan.boots,
         deadline_s=plan.deadline_s,
+        activity=plan.activity,
+        crash_policy=plan.crash_policy,
+        control=plan.control_of is not None,
     )
 
 
@@ -219,6 +229,10 @@ def _pending(context: CellContext, event: CellEvent) -> Transition:
 def _running(context: CellContext, event: CellEvent) -> Transition:
     """Events that end or disturb a cell whatever it is doing, then the ones each state expects."""
     match event:
+        case DomainCrashed(detail=detail) if (
+            context.crash_policy is CrashPolicy.OBSERVE and context.candidate_touched
+        ):
+            return _observe_crash(context, detail)
         case DomainCrashed(detail=detail):
             return _fail(context, CellOutcome.CRASHED, f"the hypervisor reported a guest crash ({detail})")
         case DomainReset(at=at):
@@ -305,10 +319,34 @@ def _on_answer(context: CellContext, mark: str) -> Transition:
             CellOutcome.CRASHED,
             f"the guest reset on its own {context.unexpected_resets} time(s) before becoming ready again",
         )
+    if answered.installed and answered.activity:
+        return _prefixed((CancelTimer(Timer.READY),), _start_step(answered, InstallStep.activity()))
     return Transition(
         replace(answered, state=CellState.STABILIZING),
         (CancelTimer(Timer.READY), ArmTimer(Timer.STABILITY, context.timeouts.stability_s)),
     )
+
+
+def _observe_crash(context: CellContext, detail: str) -> Transition:
+    """The observe policy: count the crash, reset the guest, and see whether it comes back."""
+    crashes = context.crashes + 1
+    counted = replace(context, crashes=crashes, crashed_boots=(*context.crashed_boots, context.boot))
+    if crashes >= context.boot_loop_after:
+        return _fail(
+            counted,
+            CellOutcome.BOOT_LOOP,
+            f"boot_loop ({crashes} crashes in {crashes} boots; the guest was reset after each): {detail}",
+        )
+    rebooting = replace(
+        counted,
+        boot=context.boot + 1,
+        awaiting_reset=True,
+        after_install=False,
+        current_step=None,
+        probe_purpose=None,
+    )
+    waiting = _await_boot(rebooting)
+    return Transition(waiting.context, (*_stop_everything(context), ResetGuest(), *waiting.commands))
 
 
 def _on_ready_deadline(context: CellContext) -> Transition:
@@ -392,16 +430,11 @@ def _next(context: CellContext) -> Transition:
         return _reboot(replace(context, reboot_pending=False))
     if context.steps_left:
         step, *rest = context.steps_left
-        return Transition(
-            replace(
-                context,
-                state=CellState.INSTALLING,
-                current_step=step,
-                steps_left=tuple(rest),
-                candidate_touched=context.candidate_touched or step.kind is StepKind.CANDIDATE,
-            ),
-            (RunStep(step), ArmTimer(Timer.INSTALL, context.timeouts.install_s)),
-        )
+        return _start_step(replace(context, steps_left=tuple(rest)), step)
+    if context.control and not context.candidate_touched:
+        # A control twin reached the point where the candidate would go in: from here on its
+        # failures are judged as a candidate's would be (the run then blames the image instead).
+        context = replace(context, candidate_touched=True, installed=True)
     if context.reboots_done < context.reboots:
         return _reboot(replace(context, reboots_done=context.reboots_done + 1))
     return Transition(
@@ -409,11 +442,30 @@ def _next(context: CellContext) -> Transition:
     )
 
 
+def _start_step(context: CellContext, step: InstallStep) -> Transition:
+    return Transition(
+        replace(
+            context,
+            state=CellState.INSTALLING,
+            current_step=step,
+            candidate_touched=context.candidate_touched or step.kind is StepKind.CANDIDATE,
+        ),
+        (RunStep(step), ArmTimer(Timer.INSTALL, context.timeouts.install_s)),
+    )
+
+
 def _pass(context: CellContext) -> Transition:
-    every_boot = tuple(range(context.boot + 1))
-    if not (context.soak_passed and context.installed and set(every_boot) <= set(context.healthy_boots)):
+    every_boot = set(range(context.boot + 1)) - set(context.crashed_boots)
+    if not (context.soak_passed and context.installed and every_boot <= set(context.healthy_boots)):
         # Unreachable by construction; if a change ever makes it reachable, it must not pass.
         return _finish(context, CellOutcome.INFRA_ERROR, "internal error: a pass without every probe")
+    if context.crashes:
+        return _finish(
+            context,
+            CellOutcome.CRASHED,
+            f"recovered after {context.crashes} crash(es): the guest crashed, was reset, and then "
+            "stayed up and healthy",
+        )
     return _finish(
         context,
         CellOutcome.PASSED,
@@ -426,23 +478,29 @@ def _pass(context: CellContext) -> Transition:
 
 
 def _step_failure(step: InstallStep | None, blame: Blame) -> CellOutcome:
-    """Only the candidate's own installer failing is the candidate's failure."""
+    """Only the candidate's own installer failing is the candidate's failure; the activity
+    workload failing once the candidate is in means the machine no longer does what users do."""
     if step is not None and step.kind is StepKind.CANDIDATE and blame is Blame.CANDIDATE:
         return CellOutcome.INSTALL_FAILED
+    if step is not None and step.kind is StepKind.ACTIVITY and blame is Blame.CANDIDATE:
+        return CellOutcome.DEGRADED
     return CellOutcome.INFRA_ERROR
 
 
 def _after_step(context: CellContext, event: StepFinished) -> Transition:
     stop_timer = (CancelTimer(Timer.INSTALL),)
     if event.ok:
+        installing = event.step.kind is not StepKind.ACTIVITY
         done = replace(
             context,
             state=CellState.STABILIZING,
             current_step=None,
-            installed=not context.steps_left,
-            after_install=True,
+            installed=context.installed or not context.steps_left,
+            after_install=installing,
             reboot_pending=event.step.kind is StepKind.PRODUCT,
         )
+        if event.step.kind is StepKind.CANDIDATE and context.activity:
+            return _prefixed(stop_timer, _start_step(done, InstallStep.activity()))
         return Transition(done, (*stop_timer, ArmTimer(Timer.STABILITY, context.timeouts.stability_s)))
     if event.unreachable:
         return _probe(
@@ -451,6 +509,8 @@ def _after_step(context: CellContext, event: StepFinished) -> Transition:
     outcome = _step_failure(event.step, event.blame)
     if event.step.kind is StepKind.PRODUCT and event.blame is Blame.CANDIDATE:
         reason = f"{event.step} failed (a co-installed product, not the candidate): {event.detail}"
+    elif event.step.kind is StepKind.ACTIVITY and event.blame is Blame.CANDIDATE:
+        reason = f"the activity workload failed with the candidate in: {event.detail}"
     else:
         reason = f"{event.step} failed: {event.detail}"
     retryable = event.blame is Blame.INFRASTRUCTURE
@@ -552,11 +612,12 @@ def _stop_everything(context: CellContext) -> tuple[CellCommand, ...]:
 
 def _fail(context: CellContext, outcome: CellOutcome, reason: str) -> Transition:
     """A failure the candidate is to blame for, once it was touched; before, the environment's."""
+    observed = replace(context, observed=outcome)
     if outcome in CANDIDATE_FAILURES and not context.candidate_touched:
         return _finish(
-            context, CellOutcome.INFRA_ERROR, f"before the candidate was installed: {reason}", retryable=True
+            observed, CellOutcome.INFRA_ERROR, f"before the candidate was installed: {reason}", retryable=True
         )
-    return _finish(context, outcome, reason)
+    return _finish(observed, outcome, reason)
 
 
 def _finish(
@@ -574,6 +635,7 @@ def _finish(
             context,
             state=CellState.CLEANING_UP,
             outcome=outcome,
+            observed=context.observed or outcome,
             reason=reason,
             retryable=retryable and outcome is CellOutcome.INFRA_ERROR,
         ),

@@ -5,114 +5,37 @@ co-installed products, and either returns a whole :class:`RunPlan` or raises one
 ``ConfigurationError`` that lists every problem with the field it concerns. No VM is touched.
 """
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.core.errors import ConfigurationError, describe_validation_error
-from orchestrator.core.plan import CellPlan, ImageFacts, InstallStep, Resources, RunPlan, Timeouts
+from orchestrator.core.content_variants import AS_SHIPPED, ContentLayout, expand_variants, variant_label
+from orchestrator.core.errors import ConfigurationError
+from orchestrator.core.matrix_spec import CellSelector, MatrixSpec, parse_matrix
+from orchestrator.core.plan import (
+    CellPlan,
+    CrashPolicy,
+    ImageFacts,
+    InstallStep,
+    Resources,
+    RunPlan,
+    StepKind,
+    Timeouts,
+)
 
-_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
-
-
-class TimeoutsSpec(BaseModel):
-    """Deadlines, in seconds: finite and within sane bounds (a deadline nobody reaches is none)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    ready: float = Field(
-        300.0, ge=10, le=3600, description="per boot: from start or reboot to a readiness answer"
-    )
-    stability: float = Field(
-        15.0, ge=5, le=3600, description="every ready boot must stay up this long before it is probed"
-    )
-    install: float = Field(900.0, ge=10, le=7200, description="per install step")
-    soak: float = Field(
-        120.0, ge=30, le=86400, description="the last boot stays up this long more, then is probed again"
-    )
-    probe: float = Field(120.0, ge=10, le=1800, description="a health probe must report back within this")
-
-
-class ResourcesSpec(BaseModel):
-    """What one cell's VM gets."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    memory_mib: int = Field(1024, ge=128, le=65536)
-    vcpus: int = Field(1, ge=1, le=64)
-
-
-class CellSelector(BaseModel):
-    """Picks cells by coordinates, for ``include`` and ``exclude``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    image: str | None = None
-    coinstalled: list[str] | None = None
-
-
-def _no_coinstalled_products() -> list[list[str]]:
-    return [[]]
-
-
-class MatrixSpec(BaseModel):
-    """A matrix file: which guests to boot the candidate on, and how hard to test each one."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=_NAME_PATTERN)
-    images: list[str] = Field(min_length=1)
-    coinstalled: list[list[str]] = Field(
-        default_factory=_no_coinstalled_products,
-        min_length=1,
-        description="each entry is one set of products installed before the candidate; [] is none",
-    )
-    reboots: int = Field(
-        2,
-        ge=1,
-        le=20,
-        description="reboots after install: at least one, or boot-time loading is never tested",
-    )
-    boot_loop_after: int = Field(3, ge=1, le=50, description="resets without readiness that make a loop")
-    timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    fail_fast: bool = False
-    require_signed_candidate: bool = Field(
-        False, description="refuse a candidate whose manifest no trusted release key signed"
-    )
-    retries: int = Field(
-        1, ge=0, le=3, description="new attempts, on a fresh clone, for a cell ending infra_error"
-    )
-    include: list[CellSelector] = Field(default_factory=list)
-    exclude: list[CellSelector] = Field(default_factory=list)
-
-    @field_validator("images")
-    @classmethod
-    def _images_unique(cls, images: list[str]) -> list[str]:
-        duplicates = sorted({name for name in images if images.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
-        return images
-
-    @field_validator("coinstalled")
-    @classmethod
-    def _product_sets_unique(cls, sets: list[list[str]]) -> list[list[str]]:
-        seen: list[list[str]] = []
-        for products in sets:
-            for name in products:
-                if not re.match(_NAME_PATTERN, name):
-                    raise ValueError(f"product name {name!r} must match {_NAME_PATTERN}")
-            if products in seen:
-                raise ValueError(f"the product set {products} is listed more than once")
-            if len(set(products)) != len(products):
-                raise ValueError(f"the product set {products} names a product twice")
-            seen.append(products)
-        return sets
+__all__ = [
+    "CandidateFacts",
+    "Coordinates",
+    "MatrixSpec",
+    "cell_id_for",
+    "control_twin",
+    "parse_matrix",
+    "plan_as_yaml",
+    "plan_run",
+]
 
 
 @dataclass(frozen=True)
@@ -124,46 +47,70 @@ class CandidateFacts:
     os_families: frozenset[str]
     artifact_digests: Mapping[str, str]
     sensor_versions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per OS family
+    content_layout: ContentLayout | None = None  # what the content files declare of their layout
 
 
-def parse_matrix(text: str, source: str = "matrix") -> MatrixSpec:
-    """Parse and validate matrix YAML; every problem is reported with its field path."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{source}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return MatrixSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigurationError(f"{source}: invalid matrix:\n{describe_validation_error(exc)}") from exc
+@dataclass(frozen=True)
+class Coordinates:
+    """Where one cell sits in the matrix."""
+
+    image: str
+    products: tuple[str, ...]
+    sensor_version: str | None
+    variant: str
 
 
-def cell_id_for(image: str, coinstalled: Sequence[str]) -> str:
-    """A readable, unique name for a cell from its coordinates."""
-    return "+".join([image, *coinstalled])
+def cell_id_for(
+    image: str, coinstalled: Sequence[str], sensor_version: str | None = None, variant: str = AS_SHIPPED
+) -> str:
+    """A readable, unique name for a cell from its coordinates: image+product...@sensor~variant."""
+    cell_id = "+".join([image, *coinstalled])
+    if sensor_version is not None:
+        cell_id += f"@{sensor_version}"
+    if variant != AS_SHIPPED:
+        cell_id += f"~{variant_label(variant)}"
+    return cell_id
 
 
-def _selects(selector: CellSelector, image: str, coinstalled: Sequence[str]) -> bool:
-    if selector.image is not None and selector.image != image:
-        return False
-    return selector.coinstalled is None or list(selector.coinstalled) == list(coinstalled)
+def _selects(selector: CellSelector, at: Coordinates) -> bool:
+    checks = (
+        (selector.image, at.image),
+        (selector.coinstalled, list(at.products)),
+        (selector.sensor_version, at.sensor_version),
+        (selector.content_variant, at.variant),
+    )
+    return all(wanted is None or wanted == actual for wanted, actual in checks)
 
 
-def _coordinates(spec: MatrixSpec) -> list[tuple[str, tuple[str, ...]]]:
-    crossed = [(image, tuple(products)) for image, products in product(spec.images, spec.coinstalled)]
+def _sensor_versions(
+    spec: MatrixSpec, images: Mapping[str, ImageFacts], candidate: CandidateFacts
+) -> list[str | None]:
+    """The sensor dimension: one value (None: the candidate's own release) unless several are asked
+    for or shipped."""
+    if spec.sensor_versions is not None:
+        return list(spec.sensor_versions)
+    families = {images[name].os_family for name in spec.images if name in images}
+    shipped = sorted({v for family in families for v in candidate.sensor_versions.get(family, ())})
+    return list(shipped) if len(shipped) > 1 else [None]
+
+
+def _coordinates(spec: MatrixSpec, sensors: list[str | None], variants: Sequence[str]) -> list[Coordinates]:
+    crossed = [
+        Coordinates(image, tuple(products), sensor, variant)
+        for image, products, sensor, variant in product(spec.images, spec.coinstalled, sensors, variants)
+    ]
     for selector in spec.include:
         if selector.image is None:
             continue  # reported by validation
-        extra = (selector.image, tuple(selector.coinstalled or ()))
+        extra = Coordinates(
+            selector.image,
+            tuple(selector.coinstalled or ()),
+            selector.sensor_version if selector.sensor_version is not None else sensors[0],
+            selector.content_variant or AS_SHIPPED,
+        )
         if extra not in crossed:
             crossed.append(extra)
-    return [
-        (image, products)
-        for image, products in crossed
-        if not any(_selects(rule, image, products) for rule in spec.exclude)
-    ]
+    return [at for at in crossed if not any(_selects(rule, at) for rule in spec.exclude)]
 
 
 def _image_problems(
@@ -190,6 +137,23 @@ def _product_problems(where: str, products: Sequence[str], known_products: froze
     ]
 
 
+def _sensor_problems(
+    spec: MatrixSpec, images: Mapping[str, ImageFacts], candidate: CandidateFacts
+) -> list[str]:
+    problems = []
+    for index, version in enumerate(spec.sensor_versions or ()):
+        for image in spec.images:
+            family = images[image].os_family if image in images else None
+            shipped = candidate.sensor_versions.get(family or "", ())
+            if family is not None and version not in shipped:
+                problems.append(
+                    f"sensor_versions[{index}]: the candidate ships no {family} sensor {version!r} "
+                    f"(it ships: {', '.join(shipped) or 'none'})"
+                )
+                break
+    return problems
+
+
 def _problems(
     spec: MatrixSpec,
     images: Mapping[str, ImageFacts],
@@ -209,6 +173,11 @@ def _problems(
         problems += _product_problems(
             f"include[{index}].coinstalled", selector.coinstalled or [], known_products
         )
+    problems += _sensor_problems(spec, images, candidate)
+    try:
+        expand_variants(spec.content_variants, candidate.content_layout)
+    except ConfigurationError as exc:
+        problems.append(f"content_variants: {exc}")
     return problems
 
 
@@ -222,7 +191,8 @@ def plan_run(
     problems = _problems(spec, images, candidate, known_products)
     if problems:
         raise ConfigurationError("the matrix cannot run:\n" + "\n".join(f"  {p}" for p in problems))
-    coordinates = _coordinates(spec)
+    variants = expand_variants(spec.content_variants, candidate.content_layout)
+    coordinates = _coordinates(spec, _sensor_versions(spec, images, candidate), variants)
     if not coordinates:
         raise ConfigurationError("the matrix cannot run: exclude rules removed every cell")
     timeouts = Timeouts(
@@ -235,17 +205,24 @@ def plan_run(
     resources = Resources(memory_mib=spec.resources.memory_mib, vcpus=spec.resources.vcpus)
     cells = tuple(
         CellPlan(
-            cell_id=cell_id_for(image, products),
-            image=images[image],
-            coinstalled=products,
-            steps=(*(InstallStep.product(name) for name in products), InstallStep.candidate()),
+            cell_id=cell_id_for(at.image, at.products, at.sensor_version, at.variant),
+            image=images[at.image],
+            coinstalled=at.products,
+            steps=(*(InstallStep.product(name) for name in at.products), InstallStep.candidate()),
             reboots=spec.reboots,
             boot_loop_after=spec.boot_loop_after,
             timeouts=timeouts,
             resources=resources,
+            sensor_version=at.sensor_version,
+            content_variant=at.variant,
+            activity=spec.activity is not None,
+            crash_policy=CrashPolicy(spec.on_crash),
         )
-        for image, products in coordinates
+        for at in coordinates
     )
+    ids = [cell.cell_id for cell in cells]
+    if len(set(ids)) != len(ids):
+        raise ConfigurationError(f"the matrix cannot run: two cells would share an id: {ids}")
     return RunPlan(
         matrix_name=spec.name,
         candidate_name=candidate.name,
@@ -253,6 +230,21 @@ def plan_run(
         artifact_digests=dict(candidate.artifact_digests),
         fail_fast=spec.fail_fast,
         cells=cells,
+        controls=spec.controls,
+        variant_seed=spec.variant_seed,
+    )
+
+
+def control_twin(cell: CellPlan) -> CellPlan:
+    """The same guest, products and content, without the candidate: if it fails too, the failure
+    belongs to the image or the infrastructure."""
+    return replace(
+        cell,
+        cell_id=f"{cell.cell_id}~control",
+        steps=tuple(step for step in cell.steps if step.kind is StepKind.PRODUCT),
+        control_of=cell.cell_id,
+        activity=False,
+        attempt=1,
     )
 
 

@@ -6,10 +6,18 @@ from typing import Any
 
 
 class StepKind(StrEnum):
-    """What an install step installs."""
+    """What a step inside the guest does."""
 
-    PRODUCT = "product"  # a co-installed product (DLP, AV) installed before the candidate
-    CANDIDATE = "candidate"  # the artifact under test
+    PRODUCT = "product"  # installs a co-installed product (DLP, AV) before the candidate
+    CANDIDATE = "candidate"  # installs the artifact under test
+    ACTIVITY = "activity"  # runs the activity workload (what users do) once the candidate is in
+
+
+class CrashPolicy(StrEnum):
+    """What a cell does when its guest crashes after the candidate is in."""
+
+    STOP = "stop"  # keep the crashed guest as it is: evidence, and the verdict is known
+    OBSERVE = "observe"  # reset it and count crashes: a boot loop, or a recovery?
 
 
 @dataclass(frozen=True)
@@ -27,8 +35,17 @@ class InstallStep:
     def candidate(cls) -> "InstallStep":
         return cls(StepKind.CANDIDATE, "candidate")
 
+    @classmethod
+    def activity(cls) -> "InstallStep":
+        return cls(StepKind.ACTIVITY, "activity")
+
     def __str__(self) -> str:
-        return f"install {self.name}" if self.kind is StepKind.PRODUCT else "install candidate"
+        match self.kind:
+            case StepKind.PRODUCT:
+                return f"install {self.name}"
+            case StepKind.CANDIDATE:
+                return "install candidate"
+        return "activity workload"
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,7 @@ class ImageFacts:
     os_version: str
     kernel: str
     digest: str
+    expected_outcome: str | None = None  # a control image: how every cell on it must end
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,22 @@ class CellPlan:
     timeouts: Timeouts
     resources: Resources
     attempt: int = 1  # a cell that ended in an infrastructure error is tried again on a fresh clone
+    sensor_version: str | None = None  # which of the candidate's sensor releases (None: its own)
+    content_variant: str = "as-shipped"  # the candidate's content as shipped, or a generated variant
+    activity: bool = False  # run the activity workload after install and after every boot
+    crash_policy: CrashPolicy = CrashPolicy.STOP
+    control_of: str | None = None  # this cell is the control twin (no candidate) of that cell
+    content_digests: tuple[tuple[str, str], ...] = ()  # content artifact -> sha256 of what this cell gets
+
+    @property
+    def coordinates(self) -> dict[str, str]:
+        """Where the cell sits in the matrix, for grids and reports."""
+        return {
+            "image": self.image.name,
+            "coinstalled": "+".join(self.coinstalled) or "none",
+            "sensor_version": self.sensor_version or "",
+            "content_variant": self.content_variant,
+        }
 
     @property
     def boots(self) -> int:
@@ -96,7 +130,9 @@ class CellPlan:
 
     @property
     def deadline_s(self) -> float:
-        return self.timeouts.cell_s(self.boots, len(self.steps))
+        boots = self.boots + (self.boot_loop_after if self.crash_policy is CrashPolicy.OBSERVE else 0)
+        activities = self.reboots + 1 if self.activity else 0
+        return self.timeouts.cell_s(boots, len(self.steps) + activities)
 
 
 @dataclass(frozen=True)
@@ -111,6 +147,8 @@ class RunPlan:
     cells: tuple[CellPlan, ...] = field(default_factory=tuple)
     matrix_sha256: str = ""  # of the matrix file's bytes: the policy a verdict is bound to
     matrix_source: str = ""  # where it was read from (a path, or "api")
+    controls: bool = False  # a failing cell gets a control twin without the candidate
+    variant_seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         def convert(value: Any) -> Any:

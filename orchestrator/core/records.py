@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.core.grouping import groups_as_dicts
 from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
 
 
@@ -91,14 +92,29 @@ class CellResult:
     started_at: float | None = None
     finished_at: float | None = None
     attempt: int = 1
+    observed: CellOutcome | None = None  # what the guest did, before blame (a baseline crash: crashed)
+    control_of: str | None = None  # this result is the control twin (no candidate) of that cell
+    expected_outcome: CellOutcome | None = None  # a control image's declared outcome
     retryable: bool = False  # an infrastructure error that another attempt on a fresh clone may clear
     seconds_after_install: float | None = None  # when it ended, counted from the candidate's install
     earlier_attempts: list[dict[str, Any]] = field(default_factory=list)  # outcome, reason, evidence
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["outcome"] = str(self.outcome)
+        for key in ("outcome", "observed", "expected_outcome"):
+            if data[key] is not None:
+                data[key] = str(data[key])
         return data
+
+    @property
+    def as_expected(self) -> bool:
+        """A control image that did what it is there to do (it then counts as a pass)."""
+        return self.expected_outcome is not None and self.observed is self.expected_outcome
+
+    @property
+    def verdict_outcome(self) -> CellOutcome:
+        """The outcome the run's verdict counts: a control image doing as expected passed."""
+        return CellOutcome.PASSED if self.as_expected else self.outcome
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CellResult":
@@ -118,6 +134,9 @@ class CellResult:
             started_at=data.get("started_at"),
             finished_at=data.get("finished_at"),
             attempt=int(data.get("attempt", 1)),
+            observed=CellOutcome(data["observed"]) if data.get("observed") else None,
+            control_of=data.get("control_of"),
+            expected_outcome=CellOutcome(data["expected_outcome"]) if data.get("expected_outcome") else None,
             retryable=bool(data.get("retryable", False)),
             seconds_after_install=data.get("seconds_after_install"),
             earlier_attempts=list(data.get("earlier_attempts", [])),
@@ -169,4 +188,5 @@ class RunResult:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "cells": [cell.as_dict() for cell in self.cells],
+            "groups": groups_as_dicts(self.cells),  # identical failures across cells, biggest first
         }

@@ -25,6 +25,7 @@ from orchestrator.core.cell_commands import (
     Provision,
     Reconnect,
     RequestReboot,
+    ResetGuest,
     RunProbe,
     RunStep,
     StopProbe,
@@ -171,6 +172,8 @@ class CellDriver:
                 self._ports.request_reboot(boot)
             case InjectNmi():
                 self._ports.inject_nmi()
+            case ResetGuest():
+                self._ports.reset_guest()
             case Reconnect():
                 self._ports.start_reconnect()
             case CollectEvidence(outcome=outcome, reason=reason):
@@ -218,9 +221,17 @@ class CellDriver:
             started_at=self._started_at,
             finished_at=self._clock(),
             attempt=self.plan.attempt,
-            retryable=context.retryable,
+            observed=context.observed,
+            control_of=self.plan.control_of,
+            expected_outcome=_expected(self.plan),
+            retryable=context.retryable and _expected(self.plan) is None,
             seconds_after_install=self._seconds_after_install(),
         )
+
+
+def _expected(plan: CellPlan) -> CellOutcome | None:
+    declared = plan.image.expected_outcome
+    return CellOutcome(declared) if declared else None
 
 
 def _describe_command(command: CellCommand) -> str:
@@ -231,6 +242,7 @@ def _describe_command(command: CellCommand) -> str:
         "RunStep": "starting the install step",
         "RequestReboot": "asking the guest to reboot",
         "InjectNmi": "injecting an NMI",
+        "ResetGuest": "resetting the crashed guest",
         "Reconnect": "reconnecting to the host",
     }
     return names.get(type(command).__name__, type(command).__name__)

@@ -12,7 +12,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -44,6 +44,7 @@ from orchestrator.errors import ConfigurationError, InfrastructureError, Testbed
 from orchestrator.guests import FAMILIES, DomainCell, RunContext
 from orchestrator.guests.run_context import make_ssh_key
 from orchestrator.images.catalog import ImageCatalog, ImageRecord
+from orchestrator.products import Product, load_products
 
 PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 MAX_RESUMES = 1
@@ -61,6 +62,8 @@ class PreparedGate:
     matrix_text: str = ""
     matrix_sha256: str = ""
     matrix_source: str = ""
+    products: dict[str, Product] = field(default_factory=dict)
+    activity_script: bytes | None = None
 
 
 def prepare_gate(settings: Settings, matrix_path: Path, candidate_path: Path) -> PreparedGate:
@@ -68,11 +71,13 @@ def prepare_gate(settings: Settings, matrix_path: Path, candidate_path: Path) ->
         data = matrix_path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"matrix: cannot read {matrix_path}: {exc.strerror}") from exc
-    return prepare_gate_from_bytes(settings, data, candidate_path, source=str(matrix_path.resolve()))
+    return prepare_gate_from_bytes(
+        settings, data, candidate_path, source=str(matrix_path.resolve()), base_dir=matrix_path.parent
+    )
 
 
 def prepare_gate_from_bytes(
-    settings: Settings, data: bytes, candidate_path: Path, source: str
+    settings: Settings, data: bytes, candidate_path: Path, source: str, base_dir: Path | None = None
 ) -> PreparedGate:
     """Validate everything a run needs; the matrix is hashed as the bytes it came as (the digest a
     publish step checks with sha256sum)."""
@@ -86,10 +91,54 @@ def prepare_gate_from_bytes(
     else:
         candidate = load_candidate(candidate_path)
     images = ImageCatalog(settings.images_dir).usable()
-    plan = plan_run(spec, {name: record.facts() for name, record in images.items()}, candidate.facts())
+    products = load_products(settings.products_path) if any(spec.coinstalled) else {}
+    activity = _activity_script(spec, base_dir, source)
+    plan = plan_run(
+        spec,
+        {name: record.facts() for name, record in images.items()},
+        candidate.facts(),
+        frozenset(products),
+    )
     digest = hashlib.sha256(data).hexdigest()
-    plan = replace(plan, matrix_sha256=digest, matrix_source=source)
-    return PreparedGate(spec, plan, candidate, images, text, digest, source)
+    plan = replace(
+        plan,
+        matrix_sha256=digest,
+        matrix_source=source,
+        cells=tuple(
+            replace(cell, content_digests=_content_digests(candidate, cell, plan.variant_seed))
+            for cell in plan.cells
+        ),
+    )
+    return PreparedGate(spec, plan, candidate, images, text, digest, source, products, activity)
+
+
+def _activity_script(spec: MatrixSpec, base_dir: Path | None, source: str) -> bytes | None:
+    if spec.activity is None:
+        return None
+    if spec.activity.run is not None:
+        return spec.activity.run.encode()
+    script = Path(spec.activity.script or "")
+    if not script.is_absolute():
+        if base_dir is None:
+            raise ConfigurationError(
+                f"{source}: activity.script: a relative path needs a matrix file to be relative to; "
+                "give the workload inline (activity.run) or an absolute path"
+            )
+        script = base_dir / script
+    try:
+        return script.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{source}: activity.script: cannot read {script}: {exc.strerror}") from exc
+
+
+def _content_digests(candidate: Candidate, cell: CellPlan, seed: int) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (
+            artifact.name,
+            hashlib.sha256(candidate.content_bytes(artifact, cell.content_variant, seed)).hexdigest(),
+        )
+        for artifact in candidate.content_files()
+    )
 
 
 def _trusted_release_keys(settings: Settings) -> list[TrustedKey]:
@@ -297,6 +346,9 @@ class Testbed:
             playbooks_dir=PLAYBOOKS_DIR,
             ssh_private_key=private_key,
             ssh_public_key=public_key,
+            products=prepared.products,
+            activity_script=_write_activity(work_dir, prepared.activity_script),
+            variant_seed=prepared.plan.variant_seed,
         )
         driver = RunDriver(
             run_id,
@@ -344,6 +396,14 @@ class Testbed:
         except (TestbedError, OSError) as exc:
             (run_dir / "attestations").mkdir(exist_ok=True)
             (run_dir / "attestations" / "not-signed.txt").write_text(f"the verdict was not signed: {exc}\n")
+
+
+def _write_activity(work_dir: Path, script: bytes | None) -> Path | None:
+    if script is None:
+        return None
+    path = work_dir / "activity.sh"
+    path.write_bytes(script)
+    return path
 
 
 def _matrix_uri(source: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from orchestrator.core.cell_events import CellEvent
 from orchestrator.core.cell_machine import CellContext
+from orchestrator.core.matrix import control_twin
 from orchestrator.core.outcomes import CANDIDATE_FAILURES, CellOutcome, CellState
 from orchestrator.core.plan import CellPlan, RunPlan
 from orchestrator.core.ports import CellPorts, Post
@@ -111,6 +112,9 @@ class RunDriver:
         self._waiting: set[str] = set()
         self._running: dict[str, _Running] = {}
         self._results: dict[str, CellResult] = {}
+        self._controls: dict[str, CellResult] = {}  # control twins' results, by the twin's id
+        self._awaiting_control: dict[str, CellResult] = {}  # a failure whose twin is still running
+        self._requested: dict[str, CellPlan] = {cell.cell_id: cell for cell in plan.cells}
         self._earlier: dict[str, list[dict[str, Any]]] = {}
         self._cancel_reason: str | None = None
 
@@ -199,6 +203,7 @@ class RunDriver:
             self._record(cell, self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason))
             return
         self._waiting.add(cell.cell_id)
+        self._requested[cell.cell_id] = cell
         self._pool.request(
             self.run_id,
             cell.cell_id,
@@ -211,7 +216,11 @@ class RunDriver:
         self._waiting.discard(cell.cell_id)
         if self._cancel_reason is not None:
             self._pool.release(lease)
-            self._record(cell, self._ended_unstarted(cell, CellOutcome.CANCELED, self._cancel_reason))
+            ended = self._ended_unstarted(cell, CellOutcome.CANCELED, self._cancel_reason)
+            if cell.control_of is not None:
+                self._settle_control(cell, ended)
+            else:
+                self._record(cell, ended)
             return
         host = self._hosts[lease.host]
         try:
@@ -257,17 +266,59 @@ class RunDriver:
             )
             self._request(replace(cell, attempt=cell.attempt + 1))
             return
+        if cell.control_of is not None:
+            self._settle_control(cell, result)
+            return
+        if self.plan.controls and result.outcome in CANDIDATE_FAILURES and self._cancel_reason is None:
+            self._awaiting_control[cell.cell_id] = result
+            self.emit(
+                RunEventKind.CELL_NOTE,
+                cell_id=cell.cell_id,
+                state=CellState.DONE,
+                phase="waiting for its control twin",
+                detail=f"ended {result.outcome}; its twin without the candidate runs now",
+            )
+            self._request(control_twin(cell))
+            return
         self._record(cell, result)
+        self._fail_fast(result)
+
+    def _fail_fast(self, result: CellResult) -> None:
         if self.plan.fail_fast and result.outcome in CANDIDATE_FAILURES:
-            self._on_cancel(f"fail-fast: {cell.cell_id} ended {result.outcome}")
+            self._on_cancel(f"fail-fast: {result.cell_id} ended {result.outcome}")
+
+    def _settle_control(self, twin: CellPlan, twin_result: CellResult) -> None:
+        """A failure stands if its twin without the candidate passed; else the image is to blame."""
+        self._record(twin, twin_result)
+        original_id = twin.control_of or ""
+        original = self._awaiting_control.pop(original_id, None)
+        if original is None:
+            return
+        if twin_result.outcome is CellOutcome.CANCELED:
+            original.reason += "; its control twin was canceled before it could tell"
+        elif twin_result.outcome is not CellOutcome.PASSED:
+            original.reason = (
+                f"{original.outcome} ({original.crash_title or original.reason}), but its control twin "
+                f"without the candidate failed too ({twin_result.outcome}: {twin_result.reason}): the "
+                "image or the infrastructure is at fault, not the candidate"
+            )
+            original.outcome = CellOutcome.INFRA_ERROR
+        else:
+            original.reason += "; its control twin without the candidate passed"
+        self._record(self._requested[original_id], original)
+        self._fail_fast(original)
 
     def _on_cancel(self, reason: str) -> None:
         if self._cancel_reason is None:
             self._cancel_reason = reason
         for cell_id in self._pool.withdraw(self.run_id):
             self._waiting.discard(cell_id)
-            cell = next(c for c in self.plan.cells if c.cell_id == cell_id)
-            self._record(cell, self._ended_unstarted(cell, CellOutcome.CANCELED, reason))
+            cell = self._requested[cell_id]
+            ended = self._ended_unstarted(cell, CellOutcome.CANCELED, reason)
+            if cell.control_of is not None:
+                self._settle_control(cell, ended)
+            else:
+                self._record(cell, ended)
         for running in self._running.values():
             running.control.cancel(reason)
 
@@ -287,7 +338,13 @@ class RunDriver:
     def _record(self, cell: CellPlan, result: CellResult) -> None:
         result.earlier_attempts = self._earlier.get(cell.cell_id, [])
         result.image_digest = cell.image.digest
-        self._results[cell.cell_id] = result
+        result.control_of = cell.control_of
+        if cell.image.expected_outcome and result.expected_outcome is None:
+            result.expected_outcome = CellOutcome(cell.image.expected_outcome)
+        if cell.control_of is not None:
+            self._controls[cell.cell_id] = result
+        else:
+            self._results[cell.cell_id] = result
         self.emit(
             RunEventKind.CELL_FINISHED,
             cell_id=cell.cell_id,
@@ -313,12 +370,20 @@ class RunDriver:
             attempt=cell.attempt,
         )
         return CellResult(
-            cell.cell_id, cell.image.name, cell.image.kernel, None, outcome, reason, attempt=cell.attempt
+            cell.cell_id,
+            cell.image.name,
+            cell.image.kernel,
+            None,
+            outcome,
+            reason,
+            attempt=cell.attempt,
+            control_of=cell.control_of,
         )
 
     def _finish(self, started: float) -> RunResult:
         cells = [self._results[cell.cell_id] for cell in self.plan.cells]
-        verdict = decide((result.cell_id, result.outcome) for result in cells)
+        verdict = decide((result.cell_id, result.verdict_outcome) for result in cells)
+        cells += list(self._controls.values())  # evidence too, but never counted in the verdict
         result = RunResult(
             run_id=self.run_id,
             matrix_name=self.plan.matrix_name,

@@ -168,6 +168,9 @@ class DomainCell:
     def inject_nmi(self) -> None:
         self._host.inject_nmi(self.domain)
 
+    def reset_guest(self) -> None:
+        self._host.reset_crashed(self.domain)
+
     def _report(self, stop: threading.Event, event: Any) -> None:
         with self._lock:
             if stop.is_set():

@@ -9,6 +9,7 @@ from orchestrator.adapters.process import run_tool
 from orchestrator.candidate import Candidate
 from orchestrator.config import Settings
 from orchestrator.images.catalog import ImageRecord
+from orchestrator.products import Product
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class RunContext:
     playbooks_dir: Path
     ssh_private_key: Path
     ssh_public_key: str
+    products: dict[str, Product] = field(default_factory=dict)
+    activity_script: Path | None = None  # the workload, written into work_dir
+    variant_seed: int = 0
     _domain_types: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 

@@ -189,6 +189,7 @@ def _build_one(
         kernel_cmdline=definition.kernel_cmdline,
         built_at=time.time(),
         disk_bytes=(final / "disk.qcow2").stat().st_size,
+        expected_outcome=getattr(definition, "expected_outcome", None),
     )
 
 

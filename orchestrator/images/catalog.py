@@ -29,6 +29,7 @@ class ImageRecord(BaseModel):
     kernel_cmdline: str
     built_at: float
     disk_bytes: int
+    expected_outcome: str | None = None  # a control image: how every cell on it must end
 
     def facts(self) -> ImageFacts:
         return ImageFacts(
@@ -37,6 +38,7 @@ class ImageRecord(BaseModel):
             os_version=self.os_version,
             kernel=self.kernel,
             digest=self.digest,
+            expected_outcome=self.expected_outcome,
         )
 
     def files_present(self) -> bool:

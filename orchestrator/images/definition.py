@@ -78,6 +78,11 @@ class InitramfsImage(BaseModel):
     kernel_from: str = Field(description="a debian image whose kernel this guest boots")
     init: str = Field(min_length=1, description="the /init shell script")
     kernel_cmdline: str = f"console=ttyS0,115200 {' '.join(CRASH_CMDLINE)} {_TCG_TOLERANCE}"
+    expected_outcome: Literal["hung", "boot_loop", "crashed"] | None = Field(
+        None,
+        description="a control image: how every cell on it must end; one that does counts as a pass, "
+        "one that does not means the testbed's own detection is broken (inconclusive)",
+    )
 
     @field_validator("kernel_cmdline")
     @classmethod

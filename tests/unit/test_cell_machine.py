@@ -1,5 +1,7 @@
 """The cell state machine, event by event: ``advance(context, event) -> Transition``."""
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import event as observe
 from hypothesis import given, note, settings
@@ -15,6 +17,7 @@ from orchestrator.core.cell_commands import (
     Provision,
     Reconnect,
     RequestReboot,
+    ResetGuest,
     RunProbe,
     RunStep,
     StopProbe,
@@ -39,8 +42,9 @@ from orchestrator.core.cell_events import (
     TornDown,
 )
 from orchestrator.core.cell_machine import advance, holds_vm, initial_context
+from orchestrator.core.matrix import control_twin
 from orchestrator.core.outcomes import Blame, CellOutcome, CellState
-from orchestrator.core.plan import InstallStep
+from orchestrator.core.plan import CrashPolicy, InstallStep
 from orchestrator.core.probe_rules import REQUIRED_SYSCTLS, ConsoleFinding, ProbeReport
 
 pytestmark = pytest.mark.unit
@@ -692,3 +696,111 @@ def test_the_guided_walk_can_pass(make_plan):
             break
     assert context.outcome is CellOutcome.PASSED, context.reason
     assert context.healthy_boots == (0, 0, 1, 1, 2, 3)
+
+
+# -- the matrix dimensions of past incidents -----------------------------------------------------
+
+ACTIVITY = InstallStep.activity()
+
+
+def test_the_activity_workload_runs_after_install_and_after_every_later_boot(make_plan):
+    plan = replace(make_plan(reboots=1), activity=True)
+    context, commands = drive([*TO_INSTALLING, StepFinished(CANDIDATE, ok=True)], plan)
+    assert context.state is CellState.INSTALLING and context.current_step == ACTIVITY
+    assert RunStep(ACTIVITY) in commands
+    context, _ = drive(
+        [*TO_INSTALLING, StepFinished(CANDIDATE, ok=True), StepFinished(ACTIVITY, ok=True)], plan
+    )
+    assert context.state is CellState.STABILIZING
+    after_reboot = [
+        *TO_INSTALLING,
+        StepFinished(CANDIDATE, ok=True),
+        StepFinished(ACTIVITY, ok=True),
+        STABLE,
+        healthy("m0"),
+        DomainReset(),
+        GuestAnswered("m1"),
+    ]
+    context, commands = drive(after_reboot, plan)
+    assert context.state is CellState.INSTALLING and context.current_step == ACTIVITY
+    assert commands[-2:] == [RunStep(ACTIVITY), ArmTimer(Timer.INSTALL, plan.timeouts.install_s)]
+    assert CancelTimer(Timer.READY) in commands
+
+
+def test_no_activity_before_the_candidate_is_in(make_plan):
+    plan = replace(make_plan(reboots=1), activity=True)
+    _, commands = drive(TO_INSTALLING, plan)
+    assert RunStep(ACTIVITY) not in commands
+
+
+def test_the_workload_failing_with_the_candidate_in_is_degraded(make_plan):
+    plan = replace(make_plan(), activity=True)
+    context, _ = drive([*TO_INSTALLING, StepFinished(CANDIDATE, ok=True)], plan)
+    transition = advance(context, StepFinished(ACTIVITY, ok=False, detail="exec of testbed-trigger failed"))
+    assert_finished(transition, CellOutcome.DEGRADED)
+    assert "activity workload failed" in transition.context.reason
+
+
+def test_observe_policy_resets_after_a_crash_and_counts_a_boot_loop(make_plan):
+    plan = replace(make_plan(boot_loop_after=3), crash_policy=CrashPolicy.OBSERVE)
+    context = at("last-stabilizing", plan)
+    for crash in (1, 2):
+        transition = advance(context, DomainCrashed("panicked"))
+        assert transition.state is CellState.BOOTING
+        assert ResetGuest() in transition.commands
+        context = advance(transition.context, DomainReset()).context  # the reset we asked for
+        assert context.unexpected_resets == 0 and context.crashes == crash
+    looped = advance(context, DomainCrashed("panicked"))
+    assert_finished(looped, CellOutcome.BOOT_LOOP)
+    assert "3 crashes in 3 boots" in looped.context.reason
+
+
+def test_observe_policy_a_guest_that_recovers_still_fails_the_candidate(make_plan):
+    plan = replace(make_plan(reboots=1), crash_policy=CrashPolicy.OBSERVE)
+    context = advance(at("last-stabilizing", plan), DomainCrashed("panicked")).context
+    boot = context.boot
+    for event in (DomainReset(), GuestAnswered("m9"), STABLE, healthy("m9"), SOAKED):
+        context = advance(context, event).context
+    assert context.boot == boot and context.state is CellState.PROBING
+    recovered = advance(context, healthy("m9"))
+    assert_finished(recovered, CellOutcome.CRASHED)
+    assert recovered.context.reason.startswith("recovered after 1 crash(es)")
+
+
+def test_observe_policy_does_not_apply_before_the_candidate(make_plan):
+    plan = replace(make_plan(), crash_policy=CrashPolicy.OBSERVE)
+    assert_finished(
+        advance(at("booting", plan), DomainCrashed("panicked")), CellOutcome.INFRA_ERROR, retryable=True
+    )
+
+
+def test_a_control_twin_is_judged_like_a_candidate_once_past_its_products(make_plan):
+    twin = control_twin(make_plan(products=("dlp",)))
+    assert twin.steps == (DLP,)
+    assert twin.control_of == "debian12-kernel-n"
+    assert twin.cell_id == "debian12-kernel-n~control"
+    context, _ = drive(
+        [
+            Begin(),
+            Provisioned(),
+            GuestAnswered("m0"),
+            STABLE,
+            healthy("m0"),
+            StepFinished(DLP, ok=True),
+            STABLE,
+            healthy("m0"),
+            DomainReset(),
+            GuestAnswered("m1"),
+            STABLE,
+            healthy("m1"),
+        ],
+        twin,
+    )
+    assert context.candidate_touched and context.installed  # where the candidate would have gone in
+    assert_finished(advance(context, DomainCrashed("panicked")), CellOutcome.CRASHED)
+
+
+def test_the_observed_outcome_survives_the_baseline_rule(make_plan):
+    transition = advance(at("booting", make_plan()), READY)
+    assert transition.context.outcome is CellOutcome.INFRA_ERROR
+    assert transition.context.observed is CellOutcome.HUNG  # what a control-hang image is there to show

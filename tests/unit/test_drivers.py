@@ -9,7 +9,7 @@ under a second.
 import itertools
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ from orchestrator.core.cell_events import (
 )
 from orchestrator.core.matrix import cell_id_for
 from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
-from orchestrator.core.plan import CellPlan, InstallStep, RunPlan, StepKind
+from orchestrator.core.plan import CellPlan, ImageFacts, InstallStep, RunPlan, StepKind
 from orchestrator.core.ports import Evidence
 from orchestrator.core.probe_rules import REQUIRED_SYSCTLS, ProbeReport
 from orchestrator.core.records import RunEventKind
@@ -173,6 +173,11 @@ class ScriptedPorts:
     def inject_nmi(self) -> None:
         self.calls.append(("inject_nmi",))
         self.post(DomainCrashed("panicked"))
+
+    def reset_guest(self) -> None:
+        self.calls.append(("reset_guest",))
+        self.reboots += 1
+        self.post(DomainReset())
 
     def start_reconnect(self) -> None:
         self.calls.append(("reconnect",))
@@ -757,3 +762,64 @@ def test_run_driver_a_host_that_cannot_make_ports_fails_only_that_cell(make_plan
     driver, _ = run_driver(run_plan(make_plan, [first, second]), pools(hosts), hosts, retries=0)
     result = driver.run()
     assert [r.outcome for r in result.cells] == [CellOutcome.INFRA_ERROR, CellOutcome.PASSED]
+
+
+@pytest.mark.timeout(10)
+def test_a_failure_whose_control_twin_passes_stands(make_plan, pools):
+    first = CELLS[0]
+    hosts = [FakeHost("h1", slots=2, scripts={first: Script(crash_on_boot=1)})]
+    plan = replace(run_plan(make_plan, [first]), controls=True)
+    driver, events = run_driver(plan, pools(hosts), hosts)
+    result = driver.run()
+    original, twin = result.cells
+    assert (original.cell_id, original.outcome) == (first, CellOutcome.CRASHED)
+    assert original.reason.endswith("its control twin without the candidate passed")
+    assert (twin.cell_id, twin.control_of, twin.outcome) == (f"{first}~control", first, CellOutcome.PASSED)
+    assert ("start_step", "candidate") not in hosts[0].ports[twin.cell_id].calls
+    assert result.verdict is RunVerdict.FAILED
+    assert any(e.phase == "waiting for its control twin" for e in events)
+
+
+@pytest.mark.timeout(10)
+def test_a_failure_whose_control_twin_fails_too_is_the_images(make_plan, pools):
+    first = CELLS[0]
+    scripts = {first: Script(crash_on_boot=1), f"{first}~control": Script(crash_on_boot=1)}
+    hosts = [FakeHost("h1", slots=2, scripts=scripts)]
+    plan = replace(run_plan(make_plan, [first]), controls=True)
+    driver, _ = run_driver(plan, pools(hosts), hosts)
+    result = driver.run()
+    original, twin = result.cells
+    assert twin.outcome is CellOutcome.CRASHED
+    assert original.outcome is CellOutcome.INFRA_ERROR
+    assert "its control twin without the candidate failed too" in original.reason
+    assert result.verdict is RunVerdict.INCONCLUSIVE  # never "failed" on the image's own crash
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("expected", "verdict"),
+    [(CellOutcome.HUNG, RunVerdict.PASSED), (CellOutcome.BOOT_LOOP, RunVerdict.INCONCLUSIVE)],
+)
+def test_a_control_image_doing_as_expected_counts_as_a_pass(make_plan, pools, expected, verdict):
+    """The guest never answers: as a control-hang image should; not as a control-boot-loop one."""
+    hang = ImageFacts(
+        "control-x", "linux", "busybox", "6.1.0-56-amd64", "f" * 64, expected_outcome=str(expected)
+    )
+    cell = replace(make_plan(cell_id="control-x", image=hang, stability_s=0.0), reboots=1)
+    plan = RunPlan("gate", "sensor", "7.1.0", {}, False, (cell,))
+    hosts = [FakeHost("h1", slots=1, default=Script(answer_probe=False))]
+    elapse = frozenset({Timer.STABILITY, Timer.SOAK, Timer.NMI_GRACE, Timer.READY})
+    driver = RunDriver(
+        "run-1",
+        plan,
+        pools(hosts),
+        {"h1": hosts[0]},
+        publish=lambda event: None,
+        executor=ThreadExecutor(make_timers=lambda: ElapsingTimers(elapse)),
+    )
+    result = driver.run()
+    (control,) = result.cells
+    assert control.attempt == 1  # a control image is not retried: it is there to fail
+    assert (control.expected_outcome, control.observed) == (expected, CellOutcome.HUNG)
+    assert control.as_expected is (expected is CellOutcome.HUNG)
+    assert result.verdict is verdict

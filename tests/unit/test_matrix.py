@@ -1,9 +1,19 @@
 """Matrix YAML → validated spec → whole run plan, checked before any VM exists."""
 
+from dataclasses import replace
+
 import pytest
 
-from orchestrator.core.matrix import CandidateFacts, cell_id_for, parse_matrix, plan_as_yaml, plan_run
-from orchestrator.core.plan import ImageFacts, InstallStep, Resources, Timeouts
+from orchestrator.core.content_variants import ContentLayout, CountField
+from orchestrator.core.matrix import (
+    CandidateFacts,
+    cell_id_for,
+    control_twin,
+    parse_matrix,
+    plan_as_yaml,
+    plan_run,
+)
+from orchestrator.core.plan import CrashPolicy, ImageFacts, InstallStep, Resources, Timeouts
 from orchestrator.errors import ConfigurationError
 
 pytestmark = pytest.mark.unit
@@ -361,3 +371,105 @@ def test_plan_as_yaml_is_stable():
     first = plan_run(parse_matrix(SNAPSHOT_MATRIX), IMAGES, CANDIDATE, PRODUCTS)
     second = plan_run(parse_matrix(SNAPSHOT_MATRIX), dict(reversed(IMAGES.items())), CANDIDATE, PRODUCTS)
     assert plan_as_yaml(first) == plan_as_yaml(second)
+
+
+# -- the dimensions of past incidents --------------------------------------------------------------
+
+TWO_SENSORS = replace(CANDIDATE, sensor_versions={"linux": ("7.0.3", "7.1.0")})
+LAYOUT = ContentLayout(header_size=64, count_fields=(CountField("field_count", 16, 4, "little"),))
+
+
+def test_sensor_versions_default_to_every_one_the_candidate_ships():
+    plan = plan_run(parse_matrix(matrix("images: [debian12-kernel-n]\n")), IMAGES, TWO_SENSORS, PRODUCTS)
+    assert [(c.cell_id, c.sensor_version) for c in plan.cells] == [
+        ("debian12-kernel-n@7.0.3", "7.0.3"),
+        ("debian12-kernel-n@7.1.0", "7.1.0"),
+    ]
+    single = plan_of("images: [debian12-kernel-n]\n")
+    assert [(c.cell_id, c.sensor_version) for c in single.cells] == [("debian12-kernel-n", None)]
+
+
+def test_a_sensor_version_the_candidate_lacks_cannot_run():
+    spec = parse_matrix(matrix("images: [debian12-kernel-n]\nsensor_versions: [6.9.9]\n"))
+    with pytest.raises(ConfigurationError) as caught:
+        plan_run(spec, IMAGES, TWO_SENSORS, PRODUCTS)
+    assert "sensor_versions[0]: the candidate ships no linux sensor '6.9.9' (it ships: 7.0.3, 7.1.0)" in str(
+        caught.value
+    )
+
+
+def test_content_variants_cross_every_other_dimension_and_name_their_cells():
+    facts = replace(TWO_SENSORS, content_layout=LAYOUT)
+    spec = parse_matrix(
+        matrix(
+            "images: [debian12-kernel-n]\ncoinstalled: [[], [dlp]]\n"
+            "content_variants: [as-shipped, zero-filled, count-plus-one]\n"
+        )
+    )
+    plan = plan_run(spec, IMAGES, facts, PRODUCTS)
+    assert len(plan.cells) == 2 * 2 * 3
+    ids = {cell.cell_id for cell in plan.cells}
+    assert "debian12-kernel-n+dlp@7.0.3~zero-filled" in ids
+    assert "debian12-kernel-n@7.1.0~count-plus-one.field-count" in ids
+    assert "debian12-kernel-n@7.1.0" in ids  # as shipped: no suffix
+    cell = plan.cell("debian12-kernel-n+dlp@7.0.3~zero-filled")
+    assert cell.coordinates == {
+        "image": "debian12-kernel-n",
+        "coinstalled": "dlp",
+        "sensor_version": "7.0.3",
+        "content_variant": "zero-filled",
+    }
+
+
+def test_count_variants_need_a_declared_layout():
+    message = problems_of("images: [debian12-kernel-n]\ncontent_variants: [count-minus-one]\n")
+    assert "content_variants:" in message and "layout" in message
+
+
+def test_unknown_content_variant_is_named():
+    message = problems_of("images: [debian12-kernel-n]\ncontent_variants: [zero-filled, shredded]\n")
+    assert "content_variants:" in message and "shredded" in message
+
+
+def test_activity_and_crash_policy_reach_every_cell():
+    plan = plan_of(
+        "images: [debian12-kernel-n]\nactivity: {run: 'ls /'}\non_crash: observe\ncontrols: true\n"
+    )
+    (cell,) = plan.cells
+    assert cell.activity and cell.crash_policy is CrashPolicy.OBSERVE
+    assert plan.controls
+    assert cell.deadline_s > plan_of("images: [debian12-kernel-n]\n").cells[0].deadline_s
+
+
+@pytest.mark.parametrize(
+    ("activity", "fragment"),
+    [
+        ("{}", "give the workload either as script (a file) or as run (inline)"),
+        ("{script: a.sh, run: ls}", "give the workload either as script"),
+        ("{run: ls, timeout: 5}", "activity.timeout: Extra inputs are not permitted"),
+    ],
+)
+def test_activity_needs_exactly_one_workload(activity, fragment):
+    with pytest.raises(ConfigurationError) as caught:
+        parse_matrix(matrix(f"images: [a]\nactivity: {activity}\n"))
+    assert fragment in str(caught.value)
+
+
+def test_exclude_by_sensor_version_and_variant():
+    facts = replace(TWO_SENSORS, content_layout=LAYOUT)
+    spec = parse_matrix(
+        matrix(
+            "images: [debian12-kernel-n]\ncontent_variants: [as-shipped, empty]\n"
+            "exclude: [{sensor_version: 7.0.3, content_variant: empty}]\n"
+        )
+    )
+    ids = [cell.cell_id for cell in plan_run(spec, IMAGES, facts, PRODUCTS).cells]
+    assert ids == ["debian12-kernel-n@7.0.3", "debian12-kernel-n@7.1.0", "debian12-kernel-n@7.1.0~empty"]
+
+
+def test_a_control_twin_has_the_products_but_not_the_candidate():
+    (cell,) = plan_of("images: [debian12-kernel-n]\ncoinstalled: [[dlp]]\nactivity: {run: ls}\n").cells
+    twin = control_twin(cell)
+    assert twin.cell_id == "debian12-kernel-n+dlp~control"
+    assert twin.steps == (InstallStep.product("dlp"),)
+    assert twin.control_of == cell.cell_id and not twin.activity

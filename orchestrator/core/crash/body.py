@@ -35,7 +35,7 @@ _SITE_PREFIXES = ("RIP:", "IP:", "EIP:", "pc ", "pc:", "PC is at", "NIP")
 _LOCK_SITE = re.compile(r", at: (?P<site>.*)$")
 _TAINTED = re.compile(r"Tainted: (?P<flags>[A-Z][A-Z ]*?)(?:\s+-+)?\s+\d")  # RHEL adds a "----" column
 _MODULES_LINKED = re.compile(r"Modules linked in:(?P<modules>.*)")
-_ACCESS = re.compile(r"\b(?P<access>Read|Write) (?:of size \d+ )?at addr")
+_ACCESS = re.compile(r"\b(?P<access>Read|Write) (?:of size \d+ (?:at addr|by task)|at addr)")  # 4.x: "by task"
 _LIST_MESSAGE = re.compile(r"(?P<op>h?list_\w+) corruption")
 _REFCOUNT_MESSAGE = re.compile(r"refcount_t:? (?P<what>[^.,]{1,80}?)(?:\.|,| at |$)")
 _DIE_MARKER = re.compile(r"\[#\d+\]")
@@ -144,7 +144,7 @@ class _Reader:
         if not body.modules_linked and "Modules linked in:" in text:
             linked = _MODULES_LINKED.search(text)
             body.modules_linked = tuple(linked.group("modules").split()) if linked else ()
-        if body.access is None and " at addr" in text:
+        if body.access is None and (" at addr" in text or " of size " in text):
             access = _ACCESS.search(text)
             body.access = access.group("access") if access else None
         if body.list_op is None and " corruption" in text:

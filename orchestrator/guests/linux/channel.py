@@ -6,6 +6,7 @@ greets. Probes read facts through the agent (it works when the candidate cut the
 check that SSH still works and run the candidate's health check over it. Installs run ansible.
 """
 
+import hashlib
 import ipaddress
 import shlex
 import socket
@@ -17,7 +18,6 @@ from orchestrator.adapters.ansible_playbook import run_playbook
 from orchestrator.adapters.libvirt_host import LibvirtHost
 from orchestrator.adapters.ssh import SshTarget, run_ssh
 from orchestrator.core.cell_events import StepFinished
-from orchestrator.core.outcomes import Blame
 from orchestrator.core.plan import CellPlan, InstallStep, StepKind
 from orchestrator.core.probe_rules import ConsoleFinding, ProbeReport
 from orchestrator.core.sanitize import one_line
@@ -140,24 +140,26 @@ class LinuxChannel:
         return console_findings(self._console_log) if self._console_log.exists() else ()
 
     def _health_command(self) -> str | None:
-        package = self._run.candidate.sensor_package(self.plan.image.os_family)
+        if self.plan.control_of is not None:
+            return None  # a control twin has no candidate to ask
+        package = self._run.candidate.sensor_package(self.plan.image.os_family, self.plan.sensor_version)
         return package.health_check if package is not None else None
 
     # -- install steps ----------------------------------------------------------------------
 
     def run_step(self, endpoint: GuestEndpoint, step: InstallStep, cancel: threading.Event) -> StepFinished:
-        if step.kind is not StepKind.CANDIDATE:
-            return StepFinished(
-                step,
-                ok=False,
-                blame=Blame.INFRASTRUCTURE,
-                detail="co-installed products are not installable yet",
-            )
+        match step.kind:
+            case StepKind.CANDIDATE:
+                playbook, extravars = "install_candidate.yml", self._candidate_vars()
+            case StepKind.PRODUCT:
+                playbook, extravars = "install_candidate.yml", self._product_vars(step.name)
+            case _:
+                playbook, extravars = "run_activity.yml", self._activity_vars()
         result = run_playbook(
-            playbook=self._run.playbooks_dir / "linux" / "install_candidate.yml",
-            private_data_dir=self._work_dir / "ansible" / "install_candidate",
+            playbook=self._run.playbooks_dir / "linux" / playbook,
+            private_data_dir=self._work_dir / "ansible" / f"{step.kind}-{step.name}",
             target=self._target(endpoint),
-            extravars=self._candidate_vars(),
+            extravars=extravars,
             events_log=self._console_log.parent / "ansible-events.jsonl",
             timeout_s=self.plan.timeouts.install_s,
             cancel=cancel,
@@ -171,30 +173,67 @@ class LinuxChannel:
         )
 
     def _candidate_vars(self) -> dict[str, Any]:
+        """The sensor package of the cell's sensor release, and each content file as the cell's
+        variant has it (generated again here, and checked against the digest the plan pinned)."""
         candidate = self._run.candidate
         family = self.plan.image.os_family
-        package = candidate.sensor_package(family)
+        package = candidate.sensor_package(family, self.plan.sensor_version)
         if package is None:
-            raise InfrastructureError(f"the candidate has no sensor package for {family}")
-        artifacts = candidate.artifacts_for(family)
-        bundle = self._work_dir / "stage-artifacts.sh"
-        bundle.parent.mkdir(parents=True, exist_ok=True)
-        bundle.write_text(
-            staging_script(STAGE_DIR, [(Path(a.path).name, candidate.path_of(a)) for a in artifacts])
-        )
-        installer_args: list[str] = []
+            raise InfrastructureError(
+                f"the candidate has no {family} sensor package {self.plan.sensor_version}"
+            )
+        pinned = dict(self.plan.content_digests)
+        files: list[tuple[str, str, str, Path]] = [
+            (package.name, Path(package.path).name, package.sha256, candidate.path_of(package))
+        ]
+        variants_dir = self._work_dir / "content"
+        variants_dir.mkdir(parents=True, exist_ok=True)
         for content in candidate.content_files():
-            installer_args += ["--content", f"{STAGE_DIR}/{Path(content.path).name}"]
+            data = candidate.content_bytes(content, self.plan.content_variant, self._run.variant_seed)
+            digest = hashlib.sha256(data).hexdigest()
+            if pinned and pinned.get(content.name) != digest:
+                raise InfrastructureError(
+                    f"{content.name}: the {self.plan.content_variant} variant is not what was planned"
+                )
+            staged = variants_dir / Path(content.path).name
+            staged.write_bytes(data)
+            files.append((content.name, staged.name, digest, staged))
+        installer_args: list[str] = []
+        for _, file_name, _, _ in files[1:]:
+            installer_args += ["--content", f"{STAGE_DIR}/{file_name}"]
+        return self._install_vars(STAGE_DIR, files, Path(package.path).name, installer_args)
+
+    def _product_vars(self, name: str) -> dict[str, Any]:
+        product = self._run.products.get(name)
+        if product is None:
+            raise InfrastructureError(f"co-installed product {name!r} is not registered on this testbed")
+        manifest = product.manifest
+        stage = f"/var/tmp/testbed-product-{name}"  # noqa: S108 - a path inside the guest, owned by root
+        file_name = Path(manifest.package).name
+        files = [(name, file_name, manifest.sha256, product.package_path)]
+        return self._install_vars(stage, files, file_name, list(manifest.install_args))
+
+    def _install_vars(
+        self, stage: str, files: list[tuple[str, str, str, Path]], package: str, installer_args: list[str]
+    ) -> dict[str, Any]:
+        """Variables of install_candidate.yml: the same contract serves candidates and products."""
+        bundle = self._work_dir / f"stage-{Path(stage).name}.sh"
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        bundle.write_text(staging_script(stage, [(file_name, path) for _, file_name, _, path in files]))
         return {
-            "testbed_stage_dir": STAGE_DIR,
+            "testbed_stage_dir": stage,
             "testbed_bundle": str(bundle),
             "testbed_artifacts": [
-                {"name": a.name, "kind": str(a.kind), "file": Path(a.path).name, "sha256": a.sha256}
-                for a in artifacts
+                {"name": name, "file": file_name, "sha256": digest} for name, file_name, digest, _ in files
             ],
-            "testbed_sensor_package": Path(package.path).name,
+            "testbed_sensor_package": package,
             "testbed_installer_args": installer_args,
         }
+
+    def _activity_vars(self) -> dict[str, Any]:
+        if self._run.activity_script is None:
+            raise InfrastructureError("the matrix asks for an activity step but gives no workload")
+        return {"testbed_activity_script": str(self._run.activity_script)}
 
     # -- reboots ----------------------------------------------------------------------------
 
