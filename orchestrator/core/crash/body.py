@@ -35,7 +35,8 @@ _SITE_PREFIXES = ("RIP:", "IP:", "EIP:", "pc ", "pc:", "PC is at", "NIP")
 _LOCK_SITE = re.compile(r", at: (?P<site>.*)$")
 _TAINTED = re.compile(r"Tainted: (?P<flags>[A-Z][A-Z ]*?)(?:\s+-+)?\s+\d")  # RHEL adds a "----" column
 _MODULES_LINKED = re.compile(r"Modules linked in:(?P<modules>.*)")
-_ACCESS = re.compile(r"\b(?P<access>Read|Write) (?:of size \d+ (?:at addr|by task)|at addr)")  # 4.x: "by task"
+# KASAN's access: "Read of size 8 at addr ..." (4.x: "... by task ...")
+_ACCESS = re.compile(r"\b(?P<access>Read|Write) (?:of size \d+ (?:at addr|by task)|at addr)")
 _LIST_MESSAGE = re.compile(r"(?P<op>h?list_\w+) corruption")
 _REFCOUNT_MESSAGE = re.compile(r"refcount_t:? (?P<what>[^.,]{1,80}?)(?:\.|,| at |$)")
 _DIE_MARKER = re.compile(r"\[#\d+\]")
