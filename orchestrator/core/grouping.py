@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.core.outcomes import CANDIDATE_FAILURES, CellOutcome
+from orchestrator.core.sanitize import for_terminal
 
 __all__ = [
     "FailureGroup",
@@ -21,6 +22,7 @@ __all__ = [
     "group_failures",
     "groups_as_dicts",
     "normalize_reason",
+    "verdict_cells",
 ]
 
 _GROUPED = CANDIDATE_FAILURES | {CellOutcome.INFRA_ERROR}
@@ -70,8 +72,11 @@ class FailureGroup:
 
 
 def normalize_reason(reason: str) -> str:
-    """A reason with what differs between cells of one failure (numbers, addresses) taken out."""
-    return " ".join(_NUMBER.sub("N", _HEX.sub("ADDR", reason)).split())
+    """A reason with what differs between cells of one failure (numbers, addresses) taken out.
+
+    Escape sequences go first: "\\x1b[31m" with its number replaced would no longer be one.
+    """
+    return " ".join(_NUMBER.sub("N", _HEX.sub("ADDR", for_terminal(reason))).split())
 
 
 def verdict_cells(cells: Iterable[GroupableCell]) -> list[GroupableCell]:

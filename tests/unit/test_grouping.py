@@ -171,6 +171,7 @@ def test_an_empty_reason_still_names_the_group():
         ("debian12-kernel-n1: sshd on port 22 refused", "debian12-kernel-n1: sshd on port N refused"),
         ("kernel 6.1.0-56-amd64 deadbeefcafe accepted", "kernel N-N-amd64 deadbeefcafe accepted"),
         ("  two\n lines\tand  spaces ", "two lines and spaces"),
+        ("guest said \x1b[31mred\x1b[0m and \x00", "guest said red and ?"),  # escapes go before numbers
     ],
 )
 def test_normalize_reason(reason, normalized):
