@@ -275,6 +275,7 @@ def test_two_interleaved_dumps_without_caller_ids_flag_the_second_report_too():
     ]
     assert reports[1].title == "general protection fault"  # two RIP lines: which one is its own is unknown
     assert "interleaved" in reports[1].corrupted_reason
+    assert (reports[1].function, reports[1].module) == (None, None)  # not even a best guess
 
 
 def test_a_cut_first_line_keeps_the_best_guess_of_the_function_out_of_the_title():

@@ -26,6 +26,9 @@ from orchestrator.core.crash.report import CrashReport
 from orchestrator.core.crash.start_rule import Start, StartRule, Strategy
 
 _PURE_ADDRESS = re.compile(r"[0-9a-fA-F]{8,}")
+_DROPPED = "the kernel dropped messages inside the report"
+_INTERLEAVED = "the lines of two CPUs or tasks are interleaved"
+_LINES_UNRELIABLE = (_DROPPED, _INTERLEAVED)  # any frame may be another report's: no guess either
 _BARE_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)(?=\s|$|,)")
 # WARNINGs printed by kernel checks on behalf of their callers: what they are, and what to look past.
 _WARNING_SOURCES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -222,9 +225,9 @@ def _corruption(report: ReportLines, body: Body, guilty: Frame | None) -> str | 
     unnamed = rule.needs_site and rule.strategy is not Strategy.NONE and guilty is None
     checks = (
         (rule.corrupted is not None, rule.corrupted),
-        (any(line.lost_before for line in report.lines[1:]), "the kernel dropped messages inside the report"),
+        (any(line.lost_before for line in report.lines[1:]), _DROPPED),
         # Without printk caller ids the lines of two tasks cannot be told apart.
-        (len(body.pids) > 1 and first.context is None, "the lines of two CPUs or tasks are interleaved"),
+        (len(body.pids) > 1 and first.context is None, _INTERLEAVED),
         (rule.free_text and (first.cut or (what is not None and not what.strip())), "its first line is cut"),
         (unnamed and not body.has_stack(), "the report ends before its stack trace"),
         (unnamed, "no frame of the report names a culprit"),
@@ -246,6 +249,8 @@ def build_report(report: ReportLines) -> CrashReport:
         title = words.split(":", 1)[0]  # "BUG: unable to handle ker" was cut: only "BUG" is certain
     else:
         title = words  # a damaged report's title says only what is certain; function is a best guess
+    if reason in _LINES_UNRELIABLE:
+        guilty = None
     first = report.lines[0]
     return CrashReport(
         kind=kind,
