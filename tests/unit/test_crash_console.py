@@ -198,13 +198,13 @@ def test_a_flood_of_warnings_keeps_a_bounded_number_and_the_oops_that_ends_it():
 
 # -- untrusted text ---------------------------------------------------------------------------------
 
-_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
 
 
 def test_escape_sequences_and_control_characters_never_reach_titles_excerpts_or_json():
     hostile = OOPS_REPORT.replace(
         "BUG: kernel NULL pointer", "\x1b[2J\x1b]0;pwned\x07BUG: kernel NULL\x00 pointer"
-    ).replace("tbs_reload_work+0x3c/0x90", "tbs_reload_work+0x3c/0x90\x1b[31m\x9b")
+    ).replace("tbs_reload_work+0x3c/0x90", "tbs_reload_work+0x3c/0x90\x1b[31m\x9b\u202e\ud800")
 
     report = parse_console(hostile)
 

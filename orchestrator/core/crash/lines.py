@@ -28,8 +28,11 @@ _SYSLOG_PREFIX = re.compile(
 )
 _DROPPED = re.compile(r"\*\* \d+ printk messages dropped \*\*\s*")
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-# Control characters but tab, C1 controls, and what XML 1.0 cannot carry.
-_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# Control characters but tab, C1 controls, what XML 1.0 cannot carry, and the bidi controls that
+# make a terminal show text in another order than it is (U+202A-U+202E, U+2066-U+2069).
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufeff\ufffe\uffff]"
+)
 
 
 class ConsoleLine(NamedTuple):
