@@ -10,7 +10,7 @@ errors are grouped too, never together; passes and cancellations are not failure
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from orchestrator.core.outcomes import CANDIDATE_FAILURES, CellOutcome
 from orchestrator.core.sanitize import for_terminal
@@ -51,6 +51,9 @@ class GroupableCell(Protocol):
     def as_expected(self) -> bool: ...
 
 
+_Cell = TypeVar("_Cell", bound=GroupableCell)
+
+
 @dataclass(frozen=True)
 class FailureGroup:
     """Cells that failed the same way."""
@@ -79,7 +82,7 @@ def normalize_reason(reason: str) -> str:
     return " ".join(_NUMBER.sub("N", _HEX.sub("ADDR", for_terminal(reason))).split())
 
 
-def verdict_cells(cells: Iterable[GroupableCell]) -> list[GroupableCell]:
+def verdict_cells(cells: Iterable[_Cell]) -> list[_Cell]:
     """The cells the verdict counts: control twins are evidence for another cell, not cells of their own."""
     return [cell for cell in cells if cell.control_of is None]
 

@@ -1,6 +1,7 @@
 """JUnit XML for CI: one test case per cell; failures carry the crash title; digests bind the run."""
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
 
@@ -13,6 +14,10 @@ pytestmark = pytest.mark.unit
 PANIC_TITLE = (
     "BUG: kernel NULL pointer dereference, address: 0000000000000010 in tbs_match_template [testbed_sensor]"
 )
+NULL_DEREF = "BUG: kernel NULL pointer dereference in tbs_match_template [testbed_sensor]"
+# What a hostile guest could print into a crash title: NUL, a clear-screen, a window title, markup,
+# lone surrogates and a non-character.
+HOSTILE = "BUG: NUL\x00 ESC\x1b[2J\x1b]0;pwned\x07 <script>alert('x')</script> & \ud800\udfff \ufffe in f [m]"
 DIGESTS = {"sensor-linux": "d" * 64, "channel-291": "e" * 64}
 
 
@@ -97,6 +102,15 @@ def test_properties_bind_the_run_to_the_candidate(result):
         "candidate": "sensor 7.1.0",
         "sha256:channel-291": "e" * 64,
         "sha256:sensor-linux": "d" * 64,
+        # the failures grouped across cells: candidate failures first (ties by title), then infrastructure
+        "failure_group.1": f"crashed on 1 of 6 cells: {PANIC_TITLE}",
+        "failure_group.1.cells": "debian12-kernel-n1",
+        "failure_group.2": "hung on 1 of 6 cells: boot N did not become ready within Ns",
+        "failure_group.2.cells": "debian12-kernel-n1+dlp",
+        "failure_group.3": "boot_loop on 1 of 6 cells: the guest reset N time(s) without becoming ready",
+        "failure_group.3.cells": "debian12-kernel-n1+av",
+        "failure_group.4": "infra_error on 1 of 6 cells: Provision: host local: cannot create overlay",
+        "failure_group.4.cells": "debian12-kernel-n+dlp",
     }
 
 
@@ -151,3 +165,77 @@ def test_an_empty_run_is_an_empty_suite(result):
         "0",
     )
     assert suite.findall("testcase") == []
+
+
+def test_identical_failures_are_one_group_property(result):
+    result.cells = [
+        cell(
+            f"n~v{i}",
+            CellOutcome.CRASHED,
+            "panicked",
+            crash={"title": NULL_DEREF, "module": "testbed_sensor"},
+        )
+        for i in range(6)
+    ] + [cell("n", CellOutcome.PASSED, "ok"), cell("n1", CellOutcome.PASSED, "ok")]
+    properties = {p.get("name"): p.get("value") for p in parse(result).findall("properties/property")}
+    groups = {name: value for name, value in properties.items() if name.startswith("failure_group.")}
+    assert groups == {
+        "failure_group.1": f"crashed on 6 of 8 cells: {NULL_DEREF}",
+        "failure_group.1.cells": "n~v0, n~v1, n~v2, n~v3, n~v4, n~v5",
+    }
+
+
+def test_guest_text_with_nul_esc_and_surrogates_keeps_the_file_valid_xml(result):
+    result.cells = [
+        cell("a", CellOutcome.CRASHED, "reason: \x00\x1b[31m<b>", crash={"title": HOSTILE, "module": "m"}),
+        cell("b", CellOutcome.INFRA_ERROR, "libvirt said \x1b]8;;http://x\x1b\\ <&> \x01"),
+        cell("c", CellOutcome.CANCELED, "fail-fast \udc80"),
+    ]
+    text = junit_xml(result)
+    assert "\x00" not in text
+    assert "\x1b" not in text
+    text.encode("utf-8")  # no lone surrogate: the file can be written as the UTF-8 it declares
+    suite = parse(result)  # well-formed, or this raises
+    failure = suite.find("testcase[@name='a']/failure")
+    # text stays text: the title's markup is escaped by the serializer and read back verbatim
+    assert failure.get("message") == "BUG: NUL? ESC <script>alert('x')</script> & ??  in f [m]"
+    assert failure.text.startswith("crashed: reason: ?<b>")
+    assert "<script>" not in text  # in the file, it is &lt;script&gt;
+    error = suite.find("testcase[@name='b']/error")
+    assert error.get("message") == "libvirt said  <&> ?"
+    assert suite.find("testcase[@name='c']/skipped").get("message") == "fail-fast ?"
+    properties = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
+    assert (
+        properties["failure_group.1"]
+        == "crashed on 1 of 3 cells: BUG: NUL? ESC <script>alert('x')</script> & ??  in f [m]"
+    )
+
+
+def test_the_suite_agrees_with_the_verdict_on_control_cells(result):
+    result.cells = [
+        cell("n", CellOutcome.INFRA_ERROR, "crashed, but its control twin failed too"),
+        replace(
+            cell("n.control", CellOutcome.CRASHED, "panicked", crash={"title": NULL_DEREF}), control_of="n"
+        ),
+        replace(
+            cell("hang-image", CellOutcome.HUNG, "no readiness"),
+            observed=CellOutcome.HUNG,
+            expected_outcome=CellOutcome.HUNG,
+        ),
+    ]
+    suite = parse(result)
+    assert {key: suite.get(key) for key in ("tests", "failures", "errors", "skipped")} == {
+        "tests": "2",  # the twin is evidence for n, not a test of its own
+        "failures": "0",
+        "errors": "1",
+        "skipped": "0",
+    }
+    assert [c.get("name") for c in suite.findall("testcase")] == ["n", "hang-image"]
+    (out,) = suite.find("testcase[@name='hang-image']")
+    assert (out.tag, out.text.splitlines()[0]) == ("system-out", "control image: hung as expected")
+    properties = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
+    assert properties["control:n"] == f"n.control without the candidate: crashed: {NULL_DEREF}"
+    assert (
+        properties["failure_group.1"]
+        == "infra_error on 1 of 2 cells: crashed, but its control twin failed too"
+    )
