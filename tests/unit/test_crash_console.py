@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.core.crash.lines import MAX_LINE_CHARS
+from orchestrator.core.crash.lines import MAX_LINE_CHARS, KeywordFinder
+from orchestrator.core.crash.scanner import KEYWORDS
 from orchestrator.core.crash.starts import match_start, may_start
 from orchestrator.core.crash_report import (
     CrashKind,
@@ -231,16 +232,17 @@ def test_as_dict_keeps_the_old_keys_and_adds_the_new_ones():
 # -- the scanner's shortcut never misses a start ------------------------------------------------------
 
 
-def test_the_cheap_prefilter_passes_every_line_a_rule_matches():
+def test_the_scanner_shortcuts_never_miss_a_line_a_rule_matches():
     lines = [
         line
-        for path in sorted(CONSOLE.rglob("*.log"))
+        for path in sorted([*CONSOLE.rglob("*.log"), *FAULT_CAPTURES.glob("*.log")])
         for line in path.read_bytes().decode(errors="replace").splitlines()
     ]
     starts = [line for line in lines if match_start(line)]
 
     assert len(starts) > 100
-    assert all(may_start(line) for line in starts)
+    assert all(may_start(line) for line in starts)  # the one-regex prefilter
+    assert all(KeywordFinder(line, KEYWORDS).next_line_start(0) == 0 for line in starts)  # the finder
 
 
 def test_the_engine_imports_the_same_names_from_the_thin_module():

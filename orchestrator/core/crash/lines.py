@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 MAX_LINE_CHARS = 4096
+Keyword = str | re.Pattern[str]
 
 # "[  12.345678]", with the syslog level ("<4>") and the printk caller ("[ T123]" / "[ C1]") when printed.
 _STAMP = re.compile(
@@ -97,29 +98,39 @@ class KeywordFinder:
     """Where the next line holding any of the keywords starts, in one block of console text.
 
     One ``str.find`` per keyword, repeated only past each occurrence: linear in the block, at C speed.
+    A keyword may be a regex that starts with a literal (Python's ``re`` scans for the literal in C):
+    it then also rejects, in C, the occurrences no report starts with.
     """
 
-    def __init__(self, block: str, keywords: Iterable[str]) -> None:
+    def __init__(self, block: str, keywords: Iterable[Keyword]) -> None:
         self._block = block
-        self._heap: list[tuple[int, str]] = []
-        for keyword in keywords:
-            found = block.find(keyword)
+        self._heap: list[tuple[int, int]] = []
+        self._keywords = list(keywords)
+        for index in range(len(self._keywords)):
+            found = self._find(index, 0)
             if found >= 0:
-                self._heap.append((found, keyword))
+                self._heap.append((found, index))
         heapq.heapify(self._heap)
+
+    def _find(self, index: int, position: int) -> int:
+        keyword = self._keywords[index]
+        if isinstance(keyword, str):
+            return self._block.find(keyword, position)
+        found = keyword.search(self._block, position)
+        return found.start() if found else -1
 
     def next_line_start(self, position: int) -> int | None:
         """Start of the first line at or after ``position`` that holds a keyword; None when none does."""
         heap = self._heap
         while heap:
-            found, keyword = heap[0]
+            found, index = heap[0]
             if found >= position:
                 return self._block.rfind("\n", position, found) + 1 or position
-            again = self._block.find(keyword, position)
+            again = self._find(index, position)
             if again < 0:
                 heapq.heappop(heap)
             else:
-                heapq.heapreplace(heap, (again, keyword))
+                heapq.heapreplace(heap, (again, index))
         return None
 
 

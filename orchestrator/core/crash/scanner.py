@@ -19,19 +19,24 @@ from orchestrator.core.crash.kinds import CrashKind
 from orchestrator.core.crash.lines import (
     MAX_LINE_CHARS,
     ConsoleLine,
+    Keyword,
     KeywordFinder,
     has_timestamp,
     safe_text,
     split_physical,
 )
 from orchestrator.core.crash.report import CrashReport
-from orchestrator.core.crash.start_rule import FINDER_KEYWORDS, Start
+from orchestrator.core.crash.start_rule import FINDER_KEYWORDS, FINDER_REFINEMENTS, Start
 from orchestrator.core.crash.starts import match_start, may_start
 from orchestrator.core.crash.titles import ReportLines, build_report
 
 _BANNER = "Linux version "
 _CAPTURE_KERNEL = "elfcorehdr="  # on the command line of a kdump capture kernel
-KEYWORDS = (*FINDER_KEYWORDS, _BANNER, _CAPTURE_KERNEL)
+KEYWORDS: tuple[Keyword, ...] = (
+    *(FINDER_REFINEMENTS.get(keyword, keyword) for keyword in FINDER_KEYWORDS),
+    _BANNER,
+    _CAPTURE_KERNEL,
+)
 _BANNER_BY_S = 10.0
 _GAP_S = 10.0  # a report prints within milliseconds; a longer pause means it is over
 _MAX_LINES = 400

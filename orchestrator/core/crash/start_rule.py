@@ -30,6 +30,21 @@ Each costs one pass over the console at C speed, so the list stays short and spe
 would stop the scanner at every "BUG count 0" a sensor prints."""
 
 
+# "WARNING:" and "INFO:" are also printed by test harnesses and daemons; the scanner looks for them
+# only where a kernel report could follow (a refinement must match every line a rule of its keyword
+# matches: tests/unit/test_crash_console.py checks it on every fixture).
+FINDER_REFINEMENTS: dict[str, re.Pattern[str]] = {
+    "WARNING:": re.compile(
+        r"WARNING: (?:CPU:|at |possible |inconsistent |suspicious |bad unlock |held lock |lock held |Nested "
+        r"|Invalid |kernel stack |\[|[\w/.+-]+:\d+ at |\S+ still has locks|\S+-safe -> )"
+    ),
+    "INFO:": re.compile(
+        r"INFO: (?:task |rcu_|possible |inconsistent |suspicious |bad unlock |held lock |lock held |Nested "
+        r"|Invalid |trying |\S+ still has locks|\S+-safe -> )"
+    ),
+}
+
+
 class Strategy(StrEnum):
     """Where a kind of report names its guilty function."""
 
