@@ -8,7 +8,18 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.store import CandidateRecord, FieldProblem, MatrixRecord, Role, TokenRecord
+from api.run_views import Coordinates, coordinates_of
+from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
+from orchestrator.store import (
+    CandidateRecord,
+    CellRecord,
+    FieldProblem,
+    MatrixRecord,
+    Role,
+    RunRecord,
+    RunStatus,
+    TokenRecord,
+)
 
 Item = TypeVar("Item")
 
@@ -161,3 +172,180 @@ class TokenCreated(BaseModel):
 
     token: TokenOut
     secret: str
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+DIGEST_PATTERN = r"^[0-9a-f]{64}$"
+MAX_PRIORITY = 100
+
+
+class RunCreate(BaseModel):
+    """A run of a stored candidate against a stored matrix (``matrix_id``) or a matrix text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidate_id: str = Field(pattern=DIGEST_PATTERN, description="a stored candidate's id")
+    matrix_id: str | None = Field(None, pattern=DIGEST_PATTERN, description="a stored matrix's id")
+    matrix: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1 << 20,
+        description="the matrix as YAML or JSON text (stored as a matrix first); instead of matrix_id",
+    )
+    priority: int = Field(
+        0,
+        ge=-MAX_PRIORITY,
+        le=MAX_PRIORITY,
+        description="higher runs get host slots first; FIFO among equals",
+    )
+
+
+class RunCancel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("canceled through the API", min_length=1, max_length=500)
+
+
+class PhaseTimingOut(BaseModel):
+    phase: str
+    seconds: float
+
+
+class CoordinatesOut(BaseModel):
+    """Where a cell sits in the matrix (the status page's grid: rows are images)."""
+
+    image: str
+    kernel: str = Field(description="the image's kernel, as the plan knew it ('' if unknown)")
+    coinstalled: str = Field(description="products installed before the candidate, '+'-joined; none")
+    sensor_version: str
+    content_variant: str
+    column: str = Field(description="every dimension but the image, in words")
+
+    @classmethod
+    def of(cls, coordinates: Coordinates) -> "CoordinatesOut":
+        return cls(**coordinates.as_dict(), kernel=coordinates.kernel, column=coordinates.column)
+
+
+class CellOut(BaseModel):
+    """One cell of a run: where it is in its journey, and how it ended."""
+
+    id: str
+    coordinates: CoordinatesOut
+    state: CellState
+    phase: str
+    outcome: CellOutcome | None = None
+    reason: str = ""
+    crash_title: str | None = Field(None, description="the kernel report's title (guest text: untrusted)")
+    detail: str = Field("", description="what the latest event said about the cell")
+    host: str | None = None
+    attempt: int
+    timings: list[PhaseTimingOut]
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    seconds: float | None = Field(None, description="how long it ran, once finished")
+
+    @classmethod
+    def of(cls, record: CellRecord, coordinates: Coordinates) -> "CellOut":
+        seconds = (
+            record.finished_at - record.started_at
+            if record.finished_at is not None and record.started_at is not None
+            else None
+        )
+        return cls(
+            id=record.cell_id,
+            coordinates=CoordinatesOut.of(coordinates),
+            state=record.state,
+            phase=record.phase,
+            outcome=record.outcome,
+            reason=record.reason,
+            crash_title=record.crash_title,
+            detail=record.detail,
+            host=record.host,
+            attempt=record.attempt,
+            timings=[PhaseTimingOut(phase=t.phase, seconds=t.seconds) for t in record.timings],
+            started_at=timestamp(record.started_at),
+            finished_at=timestamp(record.finished_at),
+            seconds=seconds,
+        )
+
+
+class RunSummary(BaseModel):
+    """A run as listed: status, verdict and how many cells are where."""
+
+    id: str
+    status: RunStatus
+    verdict: RunVerdict | None = None
+    summary: str = ""
+    priority: int
+    submitted_by: str | None = None
+    candidate_id: str | None = None
+    candidate_name: str = ""
+    candidate_version: str = ""
+    matrix_id: str | None = None
+    matrix_name: str = ""
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cell_counts: dict[str, int] = Field(description="cells by outcome, or by state until they end")
+
+    @classmethod
+    def of(cls, record: RunRecord) -> "RunSummary":
+        return cls(**_summary_fields(record))
+
+
+class RunOut(RunSummary):
+    """A run with every cell, and what binds its verdict to the candidate."""
+
+    artifact_digests: dict[str, str] = Field(description="artifact name -> sha256, as the run tested them")
+    matrix_sha256: str = ""
+    cells: list[CellOut]
+
+    @classmethod
+    def of(cls, record: RunRecord) -> "RunOut":
+        where = coordinates_of(record.plan, [cell.cell_id for cell in record.cells])
+        digests = record.plan.get("artifact_digests")
+        return cls(
+            **_summary_fields(record),
+            artifact_digests={str(k): str(v) for k, v in digests.items()}
+            if isinstance(digests, dict)
+            else {},
+            matrix_sha256=str(record.plan.get("matrix_sha256") or ""),
+            cells=[CellOut.of(cell, where[cell.cell_id]) for cell in record.cells],
+        )
+
+
+def _summary_fields(record: RunRecord) -> dict[str, Any]:
+    plan = record.plan
+    return {
+        "id": record.run_id,
+        "status": record.status,
+        "verdict": record.verdict,
+        "summary": record.summary,
+        "priority": record.priority,
+        "submitted_by": record.submitted_by,
+        "candidate_id": record.candidate_id,
+        "candidate_name": str(plan.get("candidate_name") or ""),
+        "candidate_version": str(plan.get("candidate_version") or ""),
+        "matrix_id": record.matrix_id,
+        "matrix_name": str(plan.get("matrix_name") or ""),
+        "created_at": datetime.fromtimestamp(record.created_at, tz=UTC),
+        "started_at": timestamp(record.started_at),
+        "finished_at": timestamp(record.finished_at),
+        "cell_counts": dict(record.cell_counts),
+    }
+
+
+class EvidenceFile(BaseModel):
+    """One file of a run's evidence."""
+
+    cell_id: str | None = Field(description="the cell it belongs to; null for the run's own files")
+    name: str = Field(description="its path inside the cell's (or the run's) evidence")
+    size: int
+    content_type: str
+    url: str
+
+
+class EvidenceListing(BaseModel):
+    run_id: str
+    files: list[EvidenceFile]

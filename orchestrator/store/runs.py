@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
-from orchestrator.core.records import RunEvent, RunResult
+from orchestrator.core.records import RunEvent, RunEventKind, RunResult
 from orchestrator.errors import ConfigurationError, InternalError
 from orchestrator.store.database import Database
 from orchestrator.store.models import CandidateRow, CellRow, EventRow, MatrixRow, RunRow
@@ -117,6 +117,32 @@ class SqlRunStore:
             ).all()
         return [RunEvent.from_dict(payload) for payload in payloads]
 
+    def cell_results(self, run_id: str) -> list[dict[str, Any]]:
+        """The final result (``CellResult.as_dict``) of every cell that finished, in event order:
+        what a restart keeps of an interrupted run."""
+        with self._database.session() as session:
+            payloads = session.scalars(
+                select(EventRow.payload)
+                .where(EventRow.run_id == run_id, EventRow.kind == str(RunEventKind.CELL_FINISHED))
+                .order_by(EventRow.sequence)
+            ).all()
+        results: dict[str, dict[str, Any]] = {}
+        for payload in payloads:
+            data = payload.get("data")
+            if isinstance(data, dict) and payload.get("cell_id"):
+                results[str(payload["cell_id"])] = data  # a later result of the same cell wins
+        return list(results.values())
+
+    def count_events(self, run_id: str, kind: RunEventKind) -> int:
+        """How many events of this kind the run has (e.g. RUN_STARTED: how often it was started)."""
+        with self._database.session() as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(EventRow)
+                .where(EventRow.run_id == run_id, EventRow.kind == str(kind))
+            )
+        return int(count or 0)
+
     def finish_run(self, result: RunResult) -> None:
         """The run is finished with the engine's result: its verdict and every cell's final state."""
         with self._database.session(write=True) as session:
@@ -143,6 +169,17 @@ class SqlRunStore:
         with self._database.session() as session:
             row = session.get(RunRow, run_id)
             return None if row is None else self._with_cells(session, row)
+
+    def run_progress(self, run_id: str) -> tuple[RunStatus, int, RunVerdict | None] | None:
+        """The run's status, its newest event's number and its verdict, cheaply (event streams
+        poll this)."""
+        with self._database.session() as session:
+            row = session.execute(
+                select(RunRow.status, RunRow.last_sequence, RunRow.verdict).where(RunRow.id == run_id)
+            ).first()
+        if row is None:
+            return None
+        return RunStatus(row[0]), int(row[1]), RunVerdict(row[2]) if row[2] else None
 
     def get_cell(self, run_id: str, cell_id: str) -> CellRecord | None:
         with self._database.session() as session:

@@ -1,7 +1,9 @@
-"""A live service per database: ``testbed serve`` in a subprocess on a free port, over HTTP.
+"""A live service per database: uvicorn in a subprocess on a free port, over HTTP.
 
-Each backend gets its own state directory and database, and three tokens made with the real
-``testbed tokens create``. PostgreSQL is Debian's server, started here by ``initdb`` + ``pg_ctl``
+The service is the production app with the simulated engine (``tests.api.simulated_app``: real run
+machinery, simulated guests, no VM) over a catalog of simulated images; ``testbed serve`` itself,
+with libvirt, is what the integration tests run. Each backend gets its own state directory and
+database, and three tokens made with the real ``testbed tokens create``. PostgreSQL is Debian's server, started here by ``initdb`` + ``pg_ctl``
 in a temporary directory on a free port (as the ``postgres`` user when we are root); nothing
 assumes a running server. Without the binaries the PostgreSQL half is skipped, saying why.
 """
@@ -24,9 +26,11 @@ import httpx
 import psycopg
 import pytest
 
+from tests.api.simulated_engine import write_image_catalog
 from tests.conftest import REPO_ROOT
 
 TESTBED = str(Path(sys.executable).with_name("testbed"))
+SIMULATED_SERVICE = [sys.executable, "-m", "uvicorn", "--factory", "tests.api.simulated_app:create"]
 UPLOAD_LIMIT_MIB = 1
 MAX_MEMBERS = 40
 START_TIMEOUT_S = 60.0
@@ -148,6 +152,7 @@ class Service:
     database_url: str
     tokens: dict[str, str]  # role -> secret
     log: Path
+    process: "subprocess.Popen[str] | None" = None
 
     def client(self, role: str | None = "admin") -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
@@ -205,15 +210,27 @@ class _LogPump:
 
 
 @contextlib.contextmanager
-def running_service(backend: str, state_dir: Path, database_url: str) -> Iterator[Service]:
-    environment = service_environment(state_dir, database_url)
-    tokens = {
+def running_service(
+    backend: str,
+    state_dir: Path,
+    database_url: str,
+    *,
+    command: list[str] | None = None,
+    tokens: dict[str, str] | None = None,
+    environment: dict[str, str] | None = None,
+) -> Iterator[Service]:
+    """A service on a free port until the block ends; ``command`` (e.g. ``testbed serve``) replaces
+    the simulated one, ``tokens`` reuses tokens made earlier for the same state (a restart)."""
+    environment = environment or service_environment(state_dir, database_url)
+    if command is None:
+        write_image_catalog(state_dir / "images")
+    tokens = tokens or {
         role: create_token(environment, f"test-{role}", role) for role in ("viewer", "submitter", "admin")
     }
     port = free_port()
-    log = state_dir / "serve.log"
+    log = state_dir / f"serve-{port}.log"
     process = subprocess.Popen(
-        [TESTBED, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
+        [*(command or SIMULATED_SERVICE), "--host", "127.0.0.1", "--port", str(port), "--log-level", "info"],
         env=environment,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -224,7 +241,7 @@ def running_service(backend: str, state_dir: Path, database_url: str) -> Iterato
     try:
         if not pump.ready.wait(START_TIMEOUT_S) or process.poll() is not None:
             pytest.fail(f"testbed serve did not start ({backend}):\n{log.read_text()}")
-        yield Service(backend, f"http://127.0.0.1:{port}", state_dir, database_url, tokens, log)
+        yield Service(backend, f"http://127.0.0.1:{port}", state_dir, database_url, tokens, log, process)
     finally:
         process.terminate()
         try:
