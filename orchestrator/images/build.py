@@ -12,13 +12,19 @@ from pathlib import Path
 
 from orchestrator.errors import ConfigurationError, InfrastructureError
 from orchestrator.images.catalog import ImageCatalog, ImageRecord
-from orchestrator.images.debian_builder import build_debian_image
-from orchestrator.images.definition import DebianImage, InitramfsImage, WindowsImage, definition_digest
+from orchestrator.images.debian_builder import FAST_INIT, build_debian_image
+from orchestrator.images.definition import (
+    DebianImage,
+    FastBootImage,
+    InitramfsImage,
+    WindowsImage,
+    definition_digest,
+)
 from orchestrator.images.initramfs_builder import BUSYBOX, build_initramfs_image
 from orchestrator.images.windows_builder import WindowsMedia, build_windows_image
 
 Progress = Callable[[str], None]
-Definition = DebianImage | InitramfsImage | WindowsImage
+Definition = DebianImage | InitramfsImage | FastBootImage | WindowsImage
 
 
 @dataclass(frozen=True)
@@ -52,17 +58,21 @@ def _ordered(definitions: Mapping[str, Definition], names: list[str] | None) -> 
     selected: list[Definition] = []
     for name in wanted:
         definition = definitions[name]
-        if isinstance(definition, InitramfsImage):
-            source = definitions.get(definition.kernel_from)
+        if isinstance(definition, InitramfsImage | FastBootImage):
+            field, base_name = (
+                ("kernel_from", definition.kernel_from)
+                if isinstance(definition, InitramfsImage)
+                else ("base", definition.base)
+            )
+            source = definitions.get(base_name)
             if not isinstance(source, DebianImage):
-                raise ConfigurationError(
-                    f"image {name}: kernel_from {definition.kernel_from!r} is not a defined debian image"
-                )
+                raise ConfigurationError(f"image {name}: {field} {base_name!r} is not a defined debian image")
             if source not in selected:
                 selected.append(source)
         if definition not in selected:
             selected.append(definition)
-    return sorted(selected, key=lambda item: isinstance(item, InitramfsImage))
+    # Images built on a Debian image come after it.
+    return sorted(selected, key=lambda item: isinstance(item, InitramfsImage | FastBootImage))
 
 
 def _digest(
@@ -70,6 +80,8 @@ def _digest(
 ) -> str:
     if isinstance(definition, DebianImage):
         return definition_digest(definition)
+    if isinstance(definition, FastBootImage):
+        return definition_digest(definition, {"base": catalog[definition.base].digest})
     if isinstance(definition, WindowsImage):  # the same definition from another ISO is another image
         iso = media.get(definition.name)
         return definition_digest(definition, {"iso": iso.iso_sha256.lower() if iso else "none"})
@@ -137,6 +149,8 @@ def _build_one(
     windows_media: Mapping[str, WindowsMedia],
     windows_dir: Path | None,
 ) -> ImageRecord:
+    if isinstance(definition, FastBootImage):
+        return _fastboot_record(definition, records[definition.base], digest)
     if isinstance(definition, WindowsImage):
         if windows_dir is None:
             raise ConfigurationError(f"image {definition.name}: no Windows templates directory given")
@@ -190,6 +204,20 @@ def _build_one(
         built_at=time.time(),
         disk_bytes=(final / "disk.qcow2").stat().st_size,
         expected_outcome=getattr(definition, "expected_outcome", None),
+    )
+
+
+def _fastboot_record(definition: FastBootImage, base: ImageRecord, digest: str) -> ImageRecord:
+    """Nothing to build: the base image's files, booted with its fast-init as PID 1."""
+    return base.model_copy(
+        update={
+            "name": definition.name,
+            "kind": definition.kind,
+            "digest": digest,
+            "kernel_cmdline": f"{base.kernel_cmdline} init={FAST_INIT}",
+            "built_at": time.time(),
+            "expected_outcome": definition.expected_outcome,
+        }
     )
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable
+from importlib.resources import files
 from pathlib import Path
 
 from orchestrator.adapters.process import run_tool
@@ -16,6 +17,10 @@ from orchestrator.errors import InfrastructureError
 from orchestrator.images.definition import BUILDER_REVISION, DebianImage
 
 Progress = Callable[[str], None]
+
+FASTBOOT_FILES = ("fast-init", "fast-shutdown", "udhcpc-script")
+FAST_INIT = "/usr/lib/endpoint-testbed/fast-init"
+"""PID 1 of a fast-boot image (see fastboot/fast-init): the same root, without systemd."""
 
 # Modules the initramfs must carry: the root disk, and pvpanic so that even an early panic
 # reaches the hypervisor (without it libvirt never hears of the crash).
@@ -119,6 +124,11 @@ def customize(root: Path, definition: DebianImage, log: Path) -> None:
         key.unlink()
     _write(root, "etc/ssh/sshd_config.d/90-testbed.conf", _SSHD_CONFIG)
     _write(root, "etc/systemd/system/testbed-ssh-host-key.service", _HOST_KEY_UNIT)
+    for name in FASTBOOT_FILES:  # unused unless a fast-boot image boots this root with init=
+        target = root / "usr/lib/endpoint-testbed" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((files("orchestrator.images") / "fastboot" / name).read_bytes())
+        target.chmod(0o755)
     _write(root, "etc/initramfs-tools/modules", "".join(f"{name}\n" for name in _INITRAMFS_MODULES))
     conf = root / "etc/initramfs-tools/initramfs.conf"
     conf.write_text(conf.read_text().replace("MODULES=most", "MODULES=list"))

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from orchestrator.errors import ConfigurationError, describe_validation_error
 
-BUILDER_REVISION = "2026-11-26.1"
+BUILDER_REVISION = "2026-11-26.2"
 """Bumped whenever a builder changes what it puts into an image, so cached builds are redone."""
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -90,6 +90,21 @@ class InitramfsImage(BaseModel):
         return _crash_cmdline(cmdline)
 
 
+class FastBootImage(BaseModel):
+    """A Debian image booted without systemd (its fast-init as PID 1): the same root file system
+    and kernel, ready in seconds instead of tens under TCG. For cells where the OS is not the point
+    (fault samples, content variants, policies); the full image stays what customers run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["debian-fastboot"] = "debian-fastboot"
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    os_family: Literal["linux"] = "linux"
+    base: str = Field(description="the debian image whose disk and kernel it boots")
+    expected_outcome: Literal["hung", "boot_loop", "crashed"] | None = None
+
+
 class WindowsImage(BaseModel):
     """A Windows guest installed by Packer from the user's ISO (images/windows/: templates, answer
     files, scripts). The ISO is not in the definition: it is given to ``testbed images build``."""
@@ -119,7 +134,7 @@ class WindowsImage(BaseModel):
     build_timeout_s: int = Field(4 * 3600, ge=600)
 
 
-AnyImageDefinition = DebianImage | InitramfsImage | WindowsImage
+AnyImageDefinition = DebianImage | InitramfsImage | FastBootImage | WindowsImage
 
 
 ImageDefinition = Annotated[AnyImageDefinition, Field(discriminator="kind")]

@@ -175,4 +175,3 @@ def build_windows_image(
         built_at=time.time(),
         disk_bytes=(final / "disk.qcow2").stat().st_size,
     )
-
