@@ -11,14 +11,15 @@ import pytest
 
 from orchestrator.adapters.libvirt_host import LibvirtHost
 from orchestrator.config import Settings, load_settings
-from orchestrator.core.records import RunEvent, RunResult
-from orchestrator.engine.gate import prepare_gate, run_gate
+from orchestrator.core.records import CellResult, RunEvent, RunResult
+from orchestrator.engine.gate import RunHandle, Testbed, prepare_gate, run_gate
 from orchestrator.images.build import build_images
 from orchestrator.images.catalog import ImageRecord
 from orchestrator.images.definition import DebianImage, load_definitions
 from tests.conftest import IMAGE_DEFINITION_DIRS, REPO_ROOT
 
-GateRunner = Callable[[str, Path], tuple[RunResult, list[RunEvent]]]
+GateRunner = Callable[..., tuple[RunResult, list[RunEvent]]]
+RESULT_WAIT_S = 1500.0  # a whole batch of cells on two slots; only reached if something hangs
 
 
 def _load_sample_builder() -> ModuleType:
@@ -109,7 +110,9 @@ def gate(settings: Settings, images: dict[str, ImageRecord], tmp_path: Path) -> 
     """Run a matrix (YAML text) against a candidate for real; check the run cleaned up after itself."""
     del images  # built and cataloged: prepare_gate reads the catalog
 
-    def run(matrix_yaml: str, candidate: Path) -> tuple[RunResult, list[RunEvent]]:
+    def run(
+        matrix_yaml: str, candidate: Path, observe: Callable[[RunEvent], None] | None = None
+    ) -> tuple[RunResult, list[RunEvent]]:
         matrix = tmp_path / "matrix.yaml"
         matrix.write_text(matrix_yaml)
         events: list[RunEvent] = []
@@ -118,6 +121,8 @@ def gate(settings: Settings, images: dict[str, ImageRecord], tmp_path: Path) -> 
         def collect(event: RunEvent) -> None:
             with lock:
                 events.append(event)
+            if observe is not None:
+                observe(event)
 
         result = run_gate(settings, prepare_gate(settings, matrix, candidate), collect)
         domains, overlays = find_leftovers(settings, result.run_id)
@@ -126,3 +131,65 @@ def gate(settings: Settings, images: dict[str, ImageRecord], tmp_path: Path) -> 
         return result, events
 
     return run
+
+
+class Batch:
+    """Several runs started at once on one testbed, so the host's slots stay busy while the tests
+    of a module read their results one by one (a cell takes minutes under TCG: waiting for each in
+    turn would double the suite's time)."""
+
+    def __init__(
+        self, settings: Settings, testbed: Testbed, handles: dict[str, RunHandle], matrices: Path
+    ) -> None:
+        self._settings = settings
+        self.testbed = testbed
+        self.handles = handles
+        self._matrices = matrices
+        self._results: dict[str, RunResult] = {}
+
+    def start(self, name: str, matrix_yaml: str, candidate: Path) -> None:
+        matrix = self._matrices / f"{name}.yaml"
+        matrix.write_text(matrix_yaml)
+        self.handles[name] = self.testbed.start(prepare_gate(self._settings, matrix, candidate))
+
+    def result(self, name: str) -> RunResult:
+        if name not in self._results:
+            result = self.handles[name].wait(RESULT_WAIT_S)
+            assert result is not None, f"run {name} ({self.handles[name].run_id}) did not finish"
+            domains, overlays = find_leftovers(self._settings, result.run_id)
+            assert domains == [], f"run {result.run_id} left domains: {domains}"
+            assert overlays == [], f"run {result.run_id} left overlays: {overlays}"
+            self._results[name] = result
+        return self._results[name]
+
+    def cell(self, name: str) -> CellResult:
+        (cell,) = [cell for cell in self.result(name).cells if cell.control_of is None]
+        return cell
+
+
+@pytest.fixture(scope="module")
+def start_batch(
+    settings: Settings, images: dict[str, ImageRecord], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[dict[str, tuple[str, Path]]], Batch]]:
+    """Start runs (name -> (matrix YAML, candidate dir)) at once; each test reads its own result."""
+    del images
+    testbeds: list[tuple[Testbed, dict[str, RunHandle]]] = []
+
+    def start(runs: dict[str, tuple[str, Path]]) -> Batch:
+        testbed = Testbed(settings)
+        testbed.open()
+        handles: dict[str, RunHandle] = {}
+        testbeds.append((testbed, handles))
+        batch = Batch(settings, testbed, handles, tmp_path_factory.mktemp("matrices"))
+        for name, (matrix_yaml, candidate) in runs.items():
+            batch.start(name, matrix_yaml, candidate)
+        return batch
+
+    yield start
+    for testbed, handles in testbeds:
+        for handle in handles.values():  # a failed test must not leave its batch running
+            if not handle.done:
+                handle.cancel("the test module ended")
+        for handle in handles.values():
+            handle.wait(600)
+        testbed.close()

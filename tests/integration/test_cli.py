@@ -37,8 +37,12 @@ def matrix_file(tmp_path: Path, images: dict[str, ImageRecord]) -> Path:
         ("- just\n- a list\n", "expected a mapping"),
         ("name: x\nimages: [no-such-image]\n", "images[0]: unknown image 'no-such-image'"),
         (
-            "name: x\nimages: [debian12-kernel-n]\nreboots: -1\n",
-            "reboots: Input should be greater than or equal to 0",
+            "name: x\nimages: [debian12-kernel-n]\nreboots: 0\n",
+            "reboots: Input should be greater than or equal to 1",
+        ),
+        (
+            "name: x\nimages: [debian12-kernel-n]\ntimeouts: {ready: .inf}\n",
+            "timeouts.ready: Input should be a finite number",
         ),
         ("name: x\nimages: [debian12-kernel-n]\nreboot: 2\n", "reboot: Extra inputs are not permitted"),
         (
@@ -113,12 +117,14 @@ def test_dry_run_prints_the_validated_plan(matrix_file: Path, sample_candidates:
     assert plan["cells"][0]["steps"] == [{"kind": "candidate", "name": "candidate"}]
 
 
-def test_gate_json_and_junit_for_a_hung_control_guest(
+def test_an_image_whose_first_boot_fails_is_infra_error_exit_2_not_1(
     tmp_path: Path, settings: Settings, images: dict[str, ImageRecord], sample_candidates: dict[str, Path]
 ) -> None:
+    """Boot 0 is the baseline: nothing of the candidate is in the guest yet, so a failure there is
+    the image's (retried once on a fresh clone), and the run is inconclusive, never failed."""
     del images
-    matrix = tmp_path / "hang.yaml"
-    matrix.write_text("name: cli-hang\nimages: [control-hang]\ntimeouts: {ready: 20, stability: 5}\n")
+    matrix = tmp_path / "broken.yaml"
+    matrix.write_text("name: cli-broken\nimages: [broken-boot]\ntimeouts: {ready: 30, stability: 5}\n")
     junit = tmp_path / "report.xml"
 
     completed = testbed(
@@ -132,13 +138,34 @@ def test_gate_json_and_junit_for_a_hung_control_guest(
         str(junit),
     )
 
-    assert completed.returncode == 1, completed.stderr  # a hang is the candidate's failure
+    assert completed.returncode == 2, completed.stderr
     result = json.loads(completed.stdout)
-    assert result["verdict"] == "failed"
-    assert [cell["outcome"] for cell in result["cells"]] == ["hung"]
+    assert result["verdict"] == "inconclusive"
+    (cell,) = result["cells"]
+    assert cell["outcome"] == "infra_error"
+    assert cell["reason"].startswith("before the candidate was installed")
+    assert (cell["attempt"], [a["outcome"] for a in cell["earlier_attempts"]]) == (2, ["infra_error"])
     suite = ET.parse(junit).getroot()
-    assert suite.get("tests") == "1" and suite.get("failures") == "1"
-    assert suite.find("testcase/failure").get("type") == "hung"
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "1")
+    assert find_leftovers(settings, result["run_id"]) == ([], [])
+
+
+def test_a_control_image_that_hangs_as_declared_counts_as_a_pass(
+    tmp_path: Path, settings: Settings, images: dict[str, ImageRecord], sample_candidates: dict[str, Path]
+) -> None:
+    del images
+    matrix = tmp_path / "hang.yaml"
+    matrix.write_text("name: cli-hang\nimages: [control-hang]\ntimeouts: {ready: 20, stability: 5}\n")
+
+    completed = testbed(
+        "gate", "--matrix", str(matrix), "--candidate", str(sample_candidates["good"]), "--json"
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    (cell,) = result["cells"]
+    assert (cell["observed"], cell["expected_outcome"], cell["attempt"]) == ("hung", "hung", 1)
+    assert result["verdict"] == "passed"
     assert find_leftovers(settings, result["run_id"]) == ([], [])
 
 
