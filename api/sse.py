@@ -74,18 +74,16 @@ async def follow(
             for event in events:
                 yield format_event(event)
                 after = event.sequence
-            if len(events) == timing.page:
-                continue
             if events:
                 quiet_since = time.monotonic()
-            else:
-                progress = await run_in_threadpool(runs.run_progress, run_id)
-                if progress is None:
-                    return  # the run was deleted under us
-                status, last_sequence, verdict = progress
-                if status is RunStatus.FINISHED and after >= last_sequence:
-                    yield format_end(status, verdict)
-                    return
+                continue  # more may have come meanwhile, or the end: look again before sleeping
+            progress = await run_in_threadpool(runs.run_progress, run_id)
+            if progress is None:
+                return  # the run was deleted under us
+            status, last_sequence, verdict = progress
+            if status is RunStatus.FINISHED and after >= last_sequence:
+                yield format_end(status, verdict)
+                return
             if time.monotonic() - quiet_since >= timing.keepalive_s:
                 yield ": keep-alive\n\n"
                 quiet_since = time.monotonic()

@@ -17,6 +17,7 @@ from api.cli.images_command import images_app
 from api.cli.keys_command import keys_app
 from api.cli.report_command import report
 from api.cli.serve_command import serve
+from api.cli.submit_command import submit
 from api.cli.tokens_command import tokens_app
 from api.cli.verify_command import verify
 
@@ -35,6 +36,7 @@ app.command()(hosts)
 app.command()(report)
 app.add_typer(images_app, name="images")
 app.command()(serve)
+app.command()(submit)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(keys_app, name="keys")
 app.command()(verify)

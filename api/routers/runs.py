@@ -5,7 +5,7 @@ input is a 422 naming the field, and nothing starts. Then the run is accepted at
 its record — and runs in the background; follow it with ``GET /runs/{id}/events`` (SSE).
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -125,3 +125,22 @@ def cancel_run(
     if record is None:
         raise run_not_found(run_id)
     return RunOut.of(record)
+
+
+@router.get(
+    "/{run_id}/result",
+    response_model=dict[str, Any],
+    summary="A finished run's result: the verdict bound to the artifact digests (run.json's shape)",
+    responses=documented(404, 409),
+)
+def run_result(run_id: RunId, runs: RunStoreDep, _token: Reader) -> dict[str, Any]:
+    """Every cell's result (outcome, reason, crash report, timings), as ``testbed gate --json``
+    prints it; 409 until the run has finished."""
+    record = runs.get_run(run_id)
+    if record is None:
+        raise run_not_found(run_id)
+    if record.status is not RunStatus.FINISHED or record.result is None:
+        raise ApiError(
+            409, f"run {run_id} has not finished yet", [FieldProblem("path", "run_id", "not finished")]
+        )
+    return dict(record.result)

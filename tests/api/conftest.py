@@ -3,7 +3,8 @@
 The service is the production app with the simulated engine (``tests.api.simulated_app``: real run
 machinery, simulated guests, no VM) over a catalog of simulated images; ``testbed serve`` itself,
 with libvirt, is what the integration tests run. Each backend gets its own state directory and
-database, and three tokens made with the real ``testbed tokens create``. PostgreSQL is Debian's server, started here by ``initdb`` + ``pg_ctl``
+database, and three tokens made with the real ``testbed tokens create``. PostgreSQL is Debian's
+server, started here by ``initdb`` + ``pg_ctl``
 in a temporary directory on a free port (as the ``postgres`` user when we are root); nothing
 assumes a running server. Without the binaries the PostgreSQL half is skipped, saying why.
 """

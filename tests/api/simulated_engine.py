@@ -51,9 +51,9 @@ from orchestrator.images.catalog import ImageCatalog, ImageRecord
 from orchestrator.store import SqlRunStore
 from tests.conftest import REPO_ROOT
 
-TIME_SCALE = 0.02
-SLOW_BOOT_S = 1.5
-QUICK_S = 0.05
+TIME_SCALE = 0.01
+SLOW_BOOT_S = 0.6
+QUICK_S = 0.02
 SLOTS = 2
 CRASH_CONSOLE = (
     REPO_ROOT / "tests/fixtures/console/sensor-zero-filled-install-panic-6.1.0-56.log"
