@@ -424,7 +424,17 @@ class LibvirtHost:
             ) from exc
 
     def inject_nmi(self, name: str) -> None:
+        """An NMI into a silent guest, so that it panics and prints where it hung.
+
+        A panic from NMI context only reaches the console when the kernel flushes it at the end of
+        panic(), after the panic notifiers — and pvpanic's notifier makes QEMU pause the guest at
+        once (on_crash=preserve). So QEMU is told to let this one panic run on (QMP set-action;
+        libvirt still hears GUEST_PANICKED), and the guest gets to print its stack.
+        """
         domain = self._require(name)
+        request = json.dumps({"execute": "set-action", "arguments": {"panic": "none"}})
+        with contextlib.suppress(libvirt.libvirtError):  # an older QEMU: the NMI still tells the crash
+            libvirt_qemu.qemuMonitorCommand(domain, request, 0)
         try:
             domain.injectNMI(0)
         except libvirt.libvirtError as exc:

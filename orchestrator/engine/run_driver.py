@@ -23,6 +23,8 @@ from orchestrator.core.verdict import decide
 from orchestrator.engine.executor import CellControl, CellExecutor
 from orchestrator.engine.host_pool import HostPool, Lease
 
+RUN_MARGIN_S = 1800.0
+"""Added to a run's deadline: waiting for a slot on a shared host takes time of its own."""
 ABANDON_GRACE_S = 300.0
 """A cell still running this long after its own deadline is given up (its thread is stuck)."""
 
@@ -117,6 +119,7 @@ class RunDriver:
         self._requested: dict[str, CellPlan] = {cell.cell_id: cell for cell in plan.cells}
         self._earlier: dict[str, list[dict[str, Any]]] = {}
         self._cancel_reason: str | None = None
+        self._started = monotonic()
 
     # -- events -----------------------------------------------------------------------------
 
@@ -151,7 +154,15 @@ class RunDriver:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    @property
+    def deadline_s(self) -> float:
+        """A run that takes longer has a testbed problem: its cells' deadlines one after the other
+        (as if it never got more than one slot, retries included), plus a margin."""
+        per_cell = sum(cell.deadline_s for cell in self.plan.cells) * (1 + self._retries)
+        return per_cell + RUN_MARGIN_S
+
     def run(self) -> RunResult:
+        self._started = self._monotonic()
         started = self._clock()
         resumed = self._resumed
         if resumed is None:
@@ -324,6 +335,8 @@ class RunDriver:
 
     def _watchdog(self) -> None:
         now = self._monotonic()
+        if self._cancel_reason is None and now - self._started > self.deadline_s:
+            self._on_cancel(f"the run took longer than its deadline ({self.deadline_s:g}s)")
         for cell_id, running in list(self._running.items()):
             if running.abandoned or now - running.started < running.cell.deadline_s + ABANDON_GRACE_S:
                 continue

@@ -10,6 +10,7 @@ with ``post``; a worker that was stopped posts nothing more, and one that breaks
 import json
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -230,6 +231,7 @@ class DomainCell:
                 evidence.warnings.append(f"domain state not read: {exc}")
         domain_log = self._copy_domain_log(evidence)
         if outcome is not CellOutcome.PASSED and self.console_log.exists():
+            self._let_the_console_settle()
             evidence.crash = self._family.crash_report(self.console_log, domain_log)
             if evidence.crash is not None:
                 (self.cell_dir / "crash.json").write_text(json.dumps(evidence.crash, indent=2) + "\n")
@@ -244,6 +246,20 @@ class DomainCell:
         }
         (self.cell_dir / "cell.json").write_text(json.dumps(summary, indent=2) + "\n")
         return evidence
+
+    def _let_the_console_settle(self, quiet_s: float = 1.5, most_s: float = 10.0) -> None:
+        """A guest that just panicked may still be printing its report (a panic from NMI context
+        flushes the console last): wait until the log stops growing, a few seconds at most. There
+        is no event for "virtlogd wrote more", so this looks at the file's size."""
+        deadline = time.monotonic() + most_s
+        size, quiet_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            current = self.console_log.stat().st_size
+            if current != size:
+                size, quiet_since = current, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return
+            time.sleep(0.25)
 
     def _copy_domain_log(self, evidence: Evidence) -> str:
         if not self._host.config.is_local:

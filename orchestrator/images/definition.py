@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from orchestrator.errors import ConfigurationError, describe_validation_error
 
-BUILDER_REVISION = "2026-11-26.3"
+BUILDER_REVISION = "2026-11-26.4"
 """Bumped whenever a builder changes what it puts into an image, so cached builds are redone."""
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"

@@ -823,3 +823,24 @@ def test_a_control_image_doing_as_expected_counts_as_a_pass(make_plan, pools, ex
     assert (control.expected_outcome, control.observed) == (expected, CellOutcome.HUNG)
     assert control.as_expected is (expected is CellOutcome.HUNG)
     assert result.verdict is verdict
+
+
+@pytest.mark.timeout(10)
+def test_a_run_past_its_deadline_is_canceled_and_inconclusive(make_plan, pools):
+    hosts = [FakeHost("h1", slots=1, default=Script(answer_probe=False))]
+    plan = run_plan(make_plan, CELLS[:2])
+    ticks = itertools.count(0.0, 10_000.0)  # the watchdog's clock leaps: every look is hours later
+    driver = RunDriver(
+        "run-1",
+        plan,
+        pools(hosts),
+        {"h1": hosts[0]},
+        publish=lambda event: None,
+        executor=ThreadExecutor(make_timers=ElapsingTimers),
+        monotonic=lambda: next(ticks),
+    )
+    result = driver.run()
+    # the running cell is canceled (or, as stuck, abandoned); the waiting one never starts
+    assert {r.outcome for r in result.cells} <= {CellOutcome.CANCELED, CellOutcome.INFRA_ERROR}
+    assert any(r.reason.startswith("the run took longer than its deadline") for r in result.cells)
+    assert result.verdict is RunVerdict.INCONCLUSIVE
