@@ -135,8 +135,15 @@ def pack_candidate(directory: Path, into: IO[bytes]) -> str:
 class ServiceClient:
     """The calls ``testbed submit`` makes; HTTP trouble becomes the testbed's own errors."""
 
-    def __init__(self, server: str, token: str, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        transport: httpx.BaseTransport | None = None,
+        retry_delay_s: float = 2.0,
+    ) -> None:
         self.server = server.rstrip("/")
+        self._retry_delay_s = retry_delay_s
         self._http = httpx.Client(
             base_url=self.server,
             headers={"Authorization": f"Bearer {token}"},
@@ -203,7 +210,7 @@ class ServiceClient:
                     raise InfrastructureError(
                         f"lost the run's event stream at {self.server} for {budget_s:g}s: {exc}"
                     ) from exc
-                time.sleep(2.0)  # the service is restarting or the network hiccuped: try again
+                time.sleep(self._retry_delay_s)  # the service restarts, or the network hiccuped
 
 
 def _answer(response: httpx.Response) -> dict[str, Any]:

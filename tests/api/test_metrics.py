@@ -6,6 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from orchestrator.core.outcomes import CellOutcome, RunVerdict
 from orchestrator.core.records import CellResult, RunResult
 from orchestrator.store import SqlRunStore, open_database
+from tests.api.runs_helpers import PASSING, finish, start_run, upload_candidate
 
 pytestmark = pytest.mark.api
 
@@ -64,3 +65,20 @@ def test_a_run_finished_by_the_engine_shows_in_the_metrics(service, viewer):
     assert after[failed] == before.get(failed, 0) + 1
     assert after[crashed] == before.get(crashed, 0) + 1
     assert after[("testbed_queue_depth", ())] == 0
+
+
+def test_the_pool_and_the_phases_of_finished_cells_show_in_the_metrics(service, submitter, viewer):
+    finish(submitter, start_run(submitter, upload_candidate(submitter), PASSING)["id"])
+
+    after = samples(viewer)
+
+    assert after[("testbed_engine_up", ())] == 1
+    assert after[("testbed_free_slots", (("host", "sim"),))] == 2  # idle again: both slots free
+    assert after[("testbed_busy_slots", (("host", "sim"),))] == 0
+    assert after[("testbed_phase_duration_seconds_count", (("phase", "install candidate"),))] >= 1
+    assert after[("testbed_phase_duration_seconds_count", (("phase", "soak window"),))] >= 1
+    # Phases are grouped by kind: no label carries a boot number.
+    phases = {
+        dict(labels)["phase"] for name, labels in after if name == "testbed_phase_duration_seconds_count"
+    }
+    assert not any(phase.startswith("boot ") for phase in phases)
