@@ -20,6 +20,7 @@ packages=(
   dnsmasq-base debootstrap busybox-static cpio e2fsprogs openssh-client
   gcc make python3-venv python3-dev
   postgresql
+  chromium
 )
 # The sample sensor is built against the kernel headers of every Linux image's kernel.
 for definition in images/linux/*.yaml; do

@@ -33,14 +33,16 @@
     return Math.floor(minutes / 60) + "h" + (minutes % 60 < 10 ? "0" : "") + (minutes % 60) + "m";
   }
 
-  function tick() {
+  function showElapsed(cell) {
+    var started = parseFloat(cell.dataset.startedAt);
+    var finished = parseFloat(cell.dataset.finishedAt);
     var now = Date.now() / 1000 + skew;
+    field(cell, "elapsed").textContent = started ? elapsed((finished || now) - started) : "";
+  }
+
+  function tick() {
     var cells = grid.querySelectorAll("td[data-cell-id]");
-    for (var i = 0; i < cells.length; i++) {
-      var started = parseFloat(cells[i].dataset.startedAt);
-      var finished = parseFloat(cells[i].dataset.finishedAt);
-      field(cells[i], "elapsed").textContent = started ? elapsed((finished || now) - started) : "";
-    }
+    for (var i = 0; i < cells.length; i++) { showElapsed(cells[i]); }
   }
 
   function onCell(event) {
@@ -66,6 +68,7 @@
         field(cell, "title").textContent = event.data.crash.title;
       }
     }
+    showElapsed(cell);
   }
 
   function onRun(event) {
