@@ -5,12 +5,14 @@ loop implementation *before* opening connections; this module does that once per
 """
 
 import contextlib
+import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import libvirt
+import libvirt_qemu
 
 from orchestrator.core.cell_events import CellEvent, DomainCrashed, DomainReset, DomainStopped, HostLost
 
@@ -43,8 +45,36 @@ class AgentSignal:
     connected: bool
 
 
-DomainSignal = CellEvent | AgentSignal
-"""What a domain's listener hears: cell events, agent (dis)connections, and ``HostLost``."""
+PANIC_MONITOR_EVENT = "GUEST_PANICKED"
+
+
+@dataclass(frozen=True)
+class PanicDetails:
+    """QEMU's ``GUEST_PANICKED`` event, which libvirt's lifecycle event (CRASHED/PANICKED) leaves out.
+
+    ``data`` is the event's data object: ``{"action": "pause", "info": {"type": "hyper-v", "arg1":
+    80, ...}}`` for Windows (the Hyper-V crash MSRs: stop code and its four parameters); a Linux
+    guest's pvpanic brings no ``info``.
+    """
+
+    data: Mapping[str, object] = field(default_factory=dict)
+    at: float = 0.0  # seconds since the epoch, as QEMU stamped the event
+
+    def as_dict(self) -> dict[str, object]:
+        return {"event": PANIC_MONITOR_EVENT, "at": self.at, "data": dict(self.data)}
+
+
+def panic_details(seconds: int, micros: int, details: str | None) -> PanicDetails:
+    """The monitor event's JSON text (libvirt hands it over as a string, or None) as data."""
+    try:
+        data = json.loads(details) if details else {}
+    except ValueError:
+        data = {"unparsed": details}
+    return PanicDetails(data if isinstance(data, dict) else {"value": data}, seconds + micros / 1e6)
+
+
+DomainSignal = CellEvent | AgentSignal | PanicDetails
+"""What a domain's listener hears: cell events, agent (dis)connections, panic details, ``HostLost``."""
 DomainListener = Callable[[DomainSignal], None]
 
 _CRASH_DETAILS = {
@@ -88,6 +118,8 @@ class DomainEventHub:
         self._listeners: dict[str, DomainListener] = {}
         self._lock = threading.Lock()
         self._callback_ids: list[int] = []
+        self._monitor_callback_id: int | None = None
+        self.panic_details_problem = ""  # why GUEST_PANICKED details cannot be had ('' when they can)
 
     def attach(self, connection: libvirt.virConnect) -> None:
         self._callback_ids = [
@@ -101,6 +133,19 @@ class DomainEventHub:
                 None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent, None
             ),
         ]
+        self._attach_panic_details(connection)
+
+    def _attach_panic_details(self, connection: libvirt.virConnect) -> None:
+        """QEMU's panic details for every domain of the connection. Only the QEMU driver has them
+        (libvirt's test driver, for one, refuses): without them a crash is still reported by the
+        lifecycle event, only without the hypervisor's copy of the stop code."""
+        self._monitor_callback_id, self.panic_details_problem = None, ""
+        try:
+            self._monitor_callback_id = libvirt_qemu.qemuMonitorEventRegister(
+                connection, None, PANIC_MONITOR_EVENT, self._on_monitor_event, None, 0
+            )
+        except libvirt.libvirtError as exc:
+            self.panic_details_problem = str(exc)
 
     def detach(self, connection: libvirt.virConnect) -> None:
         for callback_id in self._callback_ids:
@@ -108,6 +153,10 @@ class DomainEventHub:
             with contextlib.suppress(libvirt.libvirtError):
                 connection.domainEventDeregisterAny(callback_id)
         self._callback_ids = []
+        if self._monitor_callback_id is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                libvirt_qemu.qemuMonitorEventDeregister(connection, self._monitor_callback_id)
+            self._monitor_callback_id = None
 
     def subscribe(self, domain_name: str, listener: DomainListener) -> None:
         with self._lock:
@@ -145,3 +194,16 @@ class DomainEventHub:
     ) -> None:
         connected = state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED
         self._deliver(domain, AgentSignal(connected))
+
+    def _on_monitor_event(
+        self,
+        _conn: object,
+        domain: libvirt.virDomain,
+        event: str,
+        seconds: int,
+        micros: int,
+        details: str | None,
+        _opaque: object,
+    ) -> None:
+        if event == PANIC_MONITOR_EVENT:
+            self._deliver(domain, panic_details(seconds, micros, details))

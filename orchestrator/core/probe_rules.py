@@ -73,6 +73,9 @@ class ProbeReport:
     health_output: str = ""
     findings: tuple[ConsoleFinding, ...] = ()  # every report in the console so far
     detail: str = ""  # what went wrong gathering the facts, for people
+    # What ``sysctls`` must hold; a family without panic sysctls (Windows: its crash settings are
+    # baked into the image) reports an empty mapping, and nothing is required of it.
+    required_sysctls: Mapping[str, str] = field(default_factory=lambda: REQUIRED_SYSCTLS, repr=False)
 
 
 class Verdict(StrEnum):
@@ -98,9 +101,9 @@ def taint_letters(mask: int) -> str:
     return "".join(letter for letter, bit in BAD_TAINT_FLAGS.items() if mask & bit)
 
 
-def _sysctl_problems(sysctls: Mapping[str, str]) -> list[str]:
+def _sysctl_problems(sysctls: Mapping[str, str], required: Mapping[str, str]) -> list[str]:
     problems = []
-    for name, wanted in REQUIRED_SYSCTLS.items():
+    for name, wanted in required.items():
         value = sysctls.get(name)
         if value is None:
             problems.append(f"{name} could not be read")
@@ -150,7 +153,7 @@ def judge_probe(
                 report.ssh_detail,
             ),
         )
-    if problems := _sysctl_problems(report.sysctls):
+    if problems := _sysctl_problems(report.sysctls, report.required_sysctls):
         return failed(CellOutcome.DEGRADED, "crashes would go unreported: " + "; ".join(problems))
     if baseline:
         return ProbeJudgement(Verdict.HEALTHY, known_titles=seen, baseline_taint=report.tainted)

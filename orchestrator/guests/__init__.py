@@ -1,8 +1,8 @@
 """Guest OS families as plug-ins: each knows its domain XML, its channel and its crash parser.
 
 A family, made for one host and one run, gives the generic ``DomainCell`` what differs between
-operating systems. Linux is implemented; Windows (Hyper-V crash MSRs, WinRM) plugs in here on
-KVM hosts.
+operating systems: Linux (direct kernel boot, pvpanic, agent + SSH) and Windows (UEFI, Hyper-V
+crash MSRs, WinRM; KVM hosts only).
 """
 
 from collections.abc import Callable
@@ -12,11 +12,13 @@ from orchestrator.guests.channel import GuestChannel, GuestEndpoint, GuestFamily
 from orchestrator.guests.domain_cell import DomainCell
 from orchestrator.guests.linux import LinuxFamily
 from orchestrator.guests.run_context import RunContext
+from orchestrator.guests.windows.family import WindowsFamily
 
 FamilyFactory = Callable[[LibvirtHost, RunContext], GuestFamily]
 
 FAMILIES: dict[str, FamilyFactory] = {
     "linux": LinuxFamily,
+    "windows": WindowsFamily,
 }
 
 __all__ = [
@@ -29,4 +31,5 @@ __all__ = [
     "LinuxFamily",
     "NotReadyError",
     "RunContext",
+    "WindowsFamily",
 ]

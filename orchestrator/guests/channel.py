@@ -9,7 +9,7 @@ domain definition and the channel, and reads crash reports out of the evidence.
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.core.cell_events import StepFinished
 from orchestrator.core.plan import CellPlan, InstallStep
@@ -68,3 +68,31 @@ class GuestFamily(Protocol):
     def channel(self, plan: CellPlan, domain: str) -> GuestChannel: ...
 
     def crash_report(self, console_log: Path, domain_log: str) -> dict[str, Any] | None: ...
+
+
+# -- what a family may add ---------------------------------------------------------------------------
+
+
+@runtime_checkable
+class LeavesHostFiles(Protocol):
+    """A family whose domains leave files on the host that libvirt keeps after a transient domain
+    is gone (Windows: the per-domain UEFI variable store). The domain cell removes them at teardown.
+    """
+
+    def host_leftovers(self, files: DomainFiles) -> tuple[Path, ...]: ...
+
+
+@dataclass(frozen=True)
+class PlaybookRun:
+    """One install step as ansible would run it: the playbook, its inventory, its variables."""
+
+    playbook: Path
+    inventory: dict[str, Any]
+    extravars: dict[str, Any]
+
+
+@runtime_checkable
+class PlansSteps(Protocol):
+    """A channel that can say what an install step would run without running it (the dry run)."""
+
+    def plan_step(self, endpoint: GuestEndpoint, step: InstallStep) -> PlaybookRun: ...

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.adapters.domain_xml import domain_name
-from orchestrator.adapters.libvirt_events import AgentSignal, DomainSignal
+from orchestrator.adapters.libvirt_events import AgentSignal, DomainSignal, PanicDetails
 from orchestrator.adapters.libvirt_host import LibvirtHost
 from orchestrator.core.cell_events import (
     GuestAnswered,
@@ -28,10 +28,18 @@ from orchestrator.core.outcomes import Blame, CellOutcome
 from orchestrator.core.plan import CellPlan, InstallStep
 from orchestrator.core.ports import Evidence, Post
 from orchestrator.errors import InfrastructureError, TestbedError
-from orchestrator.guests.channel import DomainFiles, GuestChannel, GuestEndpoint, GuestFamily, NotReadyError
+from orchestrator.guests.channel import (
+    DomainFiles,
+    GuestChannel,
+    GuestEndpoint,
+    GuestFamily,
+    LeavesHostFiles,
+    NotReadyError,
+)
 from orchestrator.guests.run_context import RunContext
 
 DOMAIN_LOG_TAIL_LINES = 200
+PANIC_FILE = "panic.json"  # QEMU's GUEST_PANICKED details, beside console.log: the crash parsers read it
 READY_RETRY_SECONDS = 2.0  # between readiness attempts; an agent connecting wakes the probe early
 
 
@@ -79,6 +87,7 @@ class DomainCell:
         self._step: _Worker | None = None
         self._started = False
         self._pool_dir = run.settings.pool_dir(host.config)
+        self._files: DomainFiles | None = None
 
     # -- provisioning -----------------------------------------------------------------------
 
@@ -88,9 +97,8 @@ class DomainCell:
         self.cell_dir.chmod(0o755)
         self._host.subscribe(self.domain, self._on_signal)
         overlay = self._host.create_overlay(self._pool_dir, self.overlay_name, record.disk)
-        xml = self._family.domain_xml(
-            self.plan, self.domain, DomainFiles(self.console_log, overlay), self._run.domain_type(self._host)
-        )
+        self._files = DomainFiles(self.console_log, overlay)
+        xml = self._family.domain_xml(self.plan, self.domain, self._files, self._run.domain_type(self._host))
         (self.cell_dir / "domain.xml").write_text(xml)
         self._started = True
         self._host.start_transient(xml)
@@ -100,7 +108,17 @@ class DomainCell:
             if signal.connected:
                 self._wake.set()
             return
+        if isinstance(signal, PanicDetails):
+            self._record_panic(signal)  # the lifecycle event, not this, tells the machine
+            return
         self._post(signal)
+
+    def _record_panic(self, details: PanicDetails) -> None:
+        """Every GUEST_PANICKED of the cell, in order, as evidence the family's crash parser reads."""
+        path = self.cell_dir / PANIC_FILE
+        with self._lock:
+            recorded = json.loads(path.read_text()) if path.exists() else []
+            path.write_text(json.dumps([*recorded, details.as_dict()], indent=2) + "\n")
 
     # -- readiness and health probes --------------------------------------------------------
 
@@ -295,6 +313,21 @@ class DomainCell:
                 break
         if self._host.config.is_local:
             (self._host.config.log_dir / f"{self.domain}.log").unlink(missing_ok=True)
+        self._remove_host_leftovers()
         shutil.rmtree(self._run.cell_work_dir(self.plan.cell_id, self.plan.attempt), ignore_errors=True)
         if problems:
             raise InfrastructureError("; ".join(problems))
+
+    def _remove_host_leftovers(self) -> None:
+        """What libvirt keeps after a transient domain is gone (Windows: its NVRAM copy). Remote
+        hosts' files are beyond this process's reach: they are named in the evidence instead."""
+        if self._files is None or not isinstance(self._family, LeavesHostFiles):
+            return
+        leftovers = self._family.host_leftovers(self._files)
+        if not self._host.config.is_local:
+            if leftovers:
+                note = "".join(f"{path}\n" for path in leftovers)
+                (self.cell_dir / "host-leftovers.txt").write_text(f"left on host {self.host_name}:\n{note}")
+            return
+        for path in leftovers:
+            path.unlink(missing_ok=True)

@@ -1,8 +1,8 @@
-"""The Windows guest family's parts: bugcheck capture, System event parsing, minidump reading,
-the WinRM executor, the guest channel and its ansible inventory.
+"""The Windows guest family: bugcheck capture, System event parsing, minidump reading, the WinRM
+executor, the guest channel and its ansible inventory, and ``WindowsFamily``, which wires them into
+the engine's generic libvirt domain cell.
 
-The domain definition lives with the Linux one (``adapters.domain_xml.WindowsDomainSpec``); the
-engine wires these parts into its generic libvirt domain cell.
+The domain definition lives with the Linux one (``adapters.domain_xml.WindowsDomainSpec``).
 """
 
 from orchestrator.guests.windows.bugchecks import BUGCHECK_NAMES, bugcheck_name, bugcheck_title, stop_code
@@ -17,6 +17,8 @@ from orchestrator.guests.windows.channel import (
 )
 from orchestrator.guests.windows.crash import WindowsCrashKind, WindowsCrashReport, windows_crash_report
 from orchestrator.guests.windows.events import SystemEvent, bugcheck_from_event, parse_events
+from orchestrator.guests.windows.family import WindowsFamily
+from orchestrator.guests.windows.guest_channel import WindowsGuestChannel, bugcheck_findings
 from orchestrator.guests.windows.inventory import windows_inventory
 from orchestrator.guests.windows.minidump import Minidump, faulting_driver, parse_minidump
 from orchestrator.guests.windows.panic import (
@@ -59,6 +61,9 @@ __all__ = [
     "WindowsChannelConfig",
     "WindowsCrashKind",
     "WindowsCrashReport",
+    "WindowsFamily",
+    "WindowsGuestChannel",
+    "bugcheck_findings",
     "bugcheck_from_domain_log",
     "bugcheck_from_event",
     "bugcheck_from_panic_info",

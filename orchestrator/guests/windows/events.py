@@ -62,6 +62,21 @@ class SystemEvent:
             "data": dict(self.data),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> "SystemEvent":
+        """Read back what ``as_dict`` wrote (the cell's system-events.json)."""
+        created = data.get("time_created")
+        record = data.get("record_id")
+        values = data.get("data")
+        return cls(
+            event_id=int(str(data["event_id"])),
+            provider=str(data.get("provider", "")),
+            time_created=datetime.fromisoformat(created) if isinstance(created, str) else None,
+            record_id=record if isinstance(record, int) else None,
+            computer=str(data.get("computer", "")),
+            data={str(k): str(v) for k, v in values.items()} if isinstance(values, Mapping) else {},
+        )
+
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]

@@ -120,6 +120,11 @@ ConvertTo-Json -Compress -Depth 4 -InputObject ([pscustomobject]@{
 """
 
 
+def is_service_name(name: str) -> bool:
+    """A name the health script can look a service up by (letters, digits, ``_.-``)."""
+    return bool(_NAME.match(name))
+
+
 def health_script(service: str | None, since: datetime) -> str:
     """Service state, the crash events since ``since``, and the minidumps written since then."""
     if service is not None and not _NAME.match(service):
