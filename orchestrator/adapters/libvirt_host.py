@@ -340,9 +340,24 @@ class LibvirtHost:
         is left to undefine. (A restarted libvirtd forgets autodestroy: the reaper covers that.)
         """
         try:
-            self.connection.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
+            domain = self.connection.createXML(xml, libvirt.VIR_DOMAIN_START_AUTODESTROY)
         except libvirt.libvirtError as exc:
             raise InfrastructureError(f"host {self.name}: the domain did not start: {exc}") from exc
+        self._let_panics_print(domain)
+
+    @staticmethod
+    def _let_panics_print(domain: libvirt.virDomain) -> None:
+        """Keep a panicking guest running (QMP ``set-action panic=none``) instead of pausing it.
+
+        A panic raised in NMI context (an injected NMI, a hard-lockup detector) reaches the console
+        only when the kernel flushes it at the end of ``panic()`` — after the panic notifiers, and
+        pvpanic's notifier is what tells QEMU, which pauses the guest on the spot. Left running,
+        the guest prints its report and then spins in its panic loop (``panic=0``): still
+        preserved for evidence, and libvirt still reports it CRASHED (PANICKED).
+        """
+        request = json.dumps({"execute": "set-action", "arguments": {"panic": "none"}})
+        with contextlib.suppress(libvirt.libvirtError):  # an older QEMU: crashes are still reported
+            libvirt_qemu.qemuMonitorCommand(domain, request, 0)
 
     def _domain(self, name: str) -> libvirt.virDomain | None:
         try:
@@ -424,17 +439,8 @@ class LibvirtHost:
             ) from exc
 
     def inject_nmi(self, name: str) -> None:
-        """An NMI into a silent guest, so that it panics and prints where it hung.
-
-        A panic from NMI context only reaches the console when the kernel flushes it at the end of
-        panic(), after the panic notifiers — and pvpanic's notifier makes QEMU pause the guest at
-        once (on_crash=preserve). So QEMU is told to let this one panic run on (QMP set-action;
-        libvirt still hears GUEST_PANICKED), and the guest gets to print its stack.
-        """
+        """An NMI into a silent guest (``unknown_nmi_panic``): it panics and prints where it hung."""
         domain = self._require(name)
-        request = json.dumps({"execute": "set-action", "arguments": {"panic": "none"}})
-        with contextlib.suppress(libvirt.libvirtError):  # an older QEMU: the NMI still tells the crash
-            libvirt_qemu.qemuMonitorCommand(domain, request, 0)
         try:
             domain.injectNMI(0)
         except libvirt.libvirtError as exc:
