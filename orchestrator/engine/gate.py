@@ -7,6 +7,7 @@ connected hosts, the host pool, the event bus and the run store. ``Testbed.start
 """
 
 import hashlib
+import json
 import secrets
 import shutil
 import threading
@@ -139,6 +140,60 @@ def _content_digests(candidate: Candidate, cell: CellPlan, seed: int) -> tuple[t
         )
         for artifact in candidate.content_files()
     )
+
+
+def kvm_refusals(plan: RunPlan, host_types: Mapping[str, str], host_uris: Mapping[str, str]) -> list[str]:
+    """Why cells cannot run on these hosts: an image whose family needs KVM (Windows) where no
+    host offers it. Checked before a run is accepted, so nothing is started (pure)."""
+    if any(domain_type == "kvm" for domain_type in host_types.values()):
+        return []
+    hosts = ", ".join(f"{name} ({host_uris.get(name, '?')})" for name in host_types) or "none"
+    needing = {
+        cell.image.name: cell.image.os_family
+        for cell in plan.cells
+        if getattr(FAMILIES.get(cell.image.os_family), "needs_kvm", False)
+    }
+    return [
+        f"image {image}: {family} guests need a KVM host, and the configured hosts offer only "
+        f"emulation (TCG): {hosts}"
+        for image, family in sorted(needing.items())
+    ]
+
+
+def refuse_unrunnable(prepared: PreparedGate, hosts: Sequence[LibvirtHost]) -> None:
+    """``ConfigurationError`` naming the images no host can run (see ``kvm_refusals``)."""
+    problems = kvm_refusals(
+        prepared.plan,
+        {host.name: host.domain_type() for host in hosts},
+        {host.name: host.config.uri for host in hosts},
+    )
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+
+
+def check_hosts_can_run(settings: Settings, prepared: PreparedGate) -> None:
+    """The same refusal before any testbed is opened (the CLI says it before anything else).
+
+    Only a remote host whose accelerator is not configured must be asked (a connection); a host
+    that cannot be reached is left for the run to find out about.
+    """
+    if not kvm_refusals(prepared.plan, {}, {}):
+        return  # no cell needs KVM
+    hosts = [LibvirtHost(config) for config in settings.hosts]
+    reachable = []
+    try:
+        for host in hosts:
+            if not host.config.is_local and host.config.accel == "auto":
+                try:
+                    host.connect()
+                except InfrastructureError:
+                    continue
+            reachable.append(host)
+        if reachable:
+            refuse_unrunnable(prepared, reachable)
+    finally:
+        for host in hosts:
+            host.close()
 
 
 def _trusted_release_keys(settings: Settings) -> list[TrustedKey]:
@@ -287,7 +342,11 @@ class Testbed:
         matrix_id: str | None = None,
         submitted_by: str | None = None,
     ) -> RunHandle:
-        """Accept the run (its record exists from now on) and run it in the background."""
+        """Accept the run (its record exists from now on) and run it in the background.
+
+        A plan some cell of which no host can run (a Windows image, no KVM host) is refused first
+        with ``ConfigurationError``: no record, no domain."""
+        self.refuse_unrunnable(prepared)
         run_id = run_id or new_run_id()
         run_dir = self.settings.runs_dir / run_id
         run_dir.mkdir(parents=True)
@@ -302,7 +361,11 @@ class Testbed:
             submitted_by=submitted_by,
             evidence_dir=str(run_dir),
         )
+        write_run_plan(run_dir, prepared)
         return self._launch(prepared, run_id, run_dir, lock, priority=priority, resumed=None)
+
+    def refuse_unrunnable(self, prepared: PreparedGate) -> None:
+        refuse_unrunnable(prepared, self._hosts)
 
     def resume(
         self,
@@ -398,6 +461,24 @@ class Testbed:
             (run_dir / "attestations" / "not-signed.txt").write_text(f"the verdict was not signed: {exc}\n")
 
 
+RUN_PLAN_FILE = "plan.json"
+
+
+def write_run_plan(run_dir: Path, prepared: PreparedGate) -> None:
+    """What ``testbed repro`` needs to boot a cell again, kept with the evidence: every cell's plan,
+    the images by digest, and where the candidate was read from (its digests are in the plan)."""
+    plan = {
+        "plan": prepared.plan.as_dict(),
+        "candidate_dir": str(prepared.candidate.root),
+        "images": {
+            cell.image.name: {"digest": cell.image.digest, "disk": str(prepared.images[cell.image.name].disk)}
+            for cell in prepared.plan.cells
+            if cell.image.name in prepared.images
+        },
+    }
+    (run_dir / RUN_PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
+
+
 def _write_activity(work_dir: Path, script: bytes | None) -> Path | None:
     if script is None:
         return None
@@ -452,8 +533,12 @@ __all__ = [
     "PreparedGate",
     "RunHandle",
     "Testbed",
+    "check_hosts_can_run",
+    "kvm_refusals",
     "new_run_id",
     "prepare_gate",
     "prepare_gate_from_bytes",
+    "refuse_unrunnable",
     "run_gate",
+    "write_run_plan",
 ]
