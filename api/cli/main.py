@@ -16,6 +16,7 @@ from api.cli.hosts_command import hosts
 from api.cli.images_command import images_app
 from api.cli.keys_command import keys_app
 from api.cli.report_command import report
+from api.cli.repro_command import repro
 from api.cli.serve_command import serve
 from api.cli.submit_command import submit
 from api.cli.tokens_command import tokens_app
@@ -34,6 +35,7 @@ def main(config: ConfigOption = None) -> None:
 app.command()(gate)
 app.command()(hosts)
 app.command()(report)
+app.command()(repro)
 app.add_typer(images_app, name="images")
 app.command()(serve)
 app.command()(submit)

@@ -6,6 +6,7 @@ connected hosts, the host pool, the event bus and the run store. ``Testbed.start
 ``RunHandle`` at once (ansible-runner's ``run_async``); ``run_gate`` is the same call, waited for.
 """
 
+import base64
 import hashlib
 import json
 import secrets
@@ -466,7 +467,8 @@ RUN_PLAN_FILE = "plan.json"
 
 def write_run_plan(run_dir: Path, prepared: PreparedGate) -> None:
     """What ``testbed repro`` needs to boot a cell again, kept with the evidence: every cell's plan,
-    the images by digest, and where the candidate was read from (its digests are in the plan)."""
+    the images by digest, where the candidate was read from (its digests are in the plan), and the
+    activity workload's bytes."""
     plan = {
         "plan": prepared.plan.as_dict(),
         "candidate_dir": str(prepared.candidate.root),
@@ -475,6 +477,9 @@ def write_run_plan(run_dir: Path, prepared: PreparedGate) -> None:
             for cell in prepared.plan.cells
             if cell.image.name in prepared.images
         },
+        "activity_script_b64": (
+            base64.b64encode(prepared.activity_script).decode() if prepared.activity_script else None
+        ),
     }
     (run_dir / RUN_PLAN_FILE).write_text(json.dumps(plan, indent=2) + "\n")
 
