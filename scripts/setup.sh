@@ -21,6 +21,9 @@ packages=(
   gcc make python3-venv python3-dev
   postgresql
   chromium
+  # Windows guests, on KVM hosts: swtpm's TPM 2.0 for Windows 11 domains and image builds, xorriso
+  # for the build's answer-file CD and the virtio-win drivers.
+  swtpm swtpm-tools xorriso
 )
 # The sample sensor is built against the kernel headers of every Linux image's kernel.
 for definition in images/linux/*.yaml; do
