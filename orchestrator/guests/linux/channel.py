@@ -119,7 +119,7 @@ class LinuxChannel:
         try:
             run_ssh(target, "true", timeout_s=30)
         except InfrastructureError as exc:
-            return ProbeReport(**report, ssh_detail=str(exc))
+            return self._ssh_lost(report, str(exc))
         report["ssh_ok"] = True
         command = self._health_command() if health_check else None
         if command is not None:
@@ -129,12 +129,19 @@ class LinuxChannel:
                     target, f"timeout {limit:g} sh -c {shlex.quote(command)}", timeout_s=limit + 15
                 )
             except InfrastructureError as exc:
-                return ProbeReport(
-                    **{**report, "ssh_ok": False}, ssh_detail=f"during the health check: {exc}"
-                )
+                return self._ssh_lost({**report, "ssh_ok": False}, f"during the health check: {exc}")
             report["health_rc"] = checked.exit_code
             report["health_output"] = one_line(checked.output, 1000)
         return ProbeReport(**report)
+
+    def _ssh_lost(self, report: dict[str, Any], detail: str) -> ProbeReport:
+        """SSH failed: a cut network only if the agent still answers now — the guest may have
+        frozen between the agent's answer and the SSH attempt (then it is silent, not cut off)."""
+        try:
+            self._host.agent_command(self._domain, "guest-ping", timeout=10)
+        except InfrastructureError as exc:
+            return ProbeReport(agent_ok=False, findings=report["findings"], detail=f"{detail}; then {exc}")
+        return ProbeReport(**report, ssh_detail=detail)
 
     def _findings(self) -> tuple[ConsoleFinding, ...]:
         return console_findings(self._console_log) if self._console_log.exists() else ()
