@@ -183,11 +183,17 @@ def _explain_cell(
     files = DomainFiles(cell_dir / "console.log", overlay)
     domain_type = "kvm" if family.needs_kvm or host_type == "kvm" else "qemu"
     (cell_dir / "domain.xml").write_text(family.domain_xml(cell, domain, files, domain_type))
-    channel = family.channel(cell, domain)
     endpoint = GuestEndpoint(boot_mark="(dry run)", address=GUEST_ADDRESS)
     steps: list[dict[str, Any]] = []
     inventory: dict[str, Any] | None = None
-    for step in cell.steps:
+    try:
+        channel = family.channel(cell, domain)
+    except Exception as exc:  # noqa: BLE001 - a channel that cannot be made is part of the explanation
+        steps = [{"step": str(step), "error": f"{type(exc).__name__}: {exc}"} for step in cell.steps]
+        cell_steps: tuple[InstallStep, ...] = ()
+    else:
+        cell_steps = cell.steps
+    for step in cell_steps:
         try:
             planned: PlaybookRun = (
                 channel.plan_step(endpoint, step)
