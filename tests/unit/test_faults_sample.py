@@ -442,3 +442,74 @@ def test_installer_refuses_bad_input_before_touching_anything(
     assert message in result.stderr
     if status == 0:
         assert result.stdout.startswith("usage: install.sh --content FILE")
+
+
+# ---- the captured consoles (real guests, kernel 6.1.0-56) -------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "console"
+
+#: What each capture must show, in this order, for it to be the evidence it claims to be.
+CAPTURED_EVIDENCE = {
+    "none": ["testbed_faults: none loaded: nothing will fire", "Linux version", "none loaded"],
+    "sysctl-off": [
+        "testbed_faults: sysctl-off loaded: nothing will fire",
+        "Linux version",
+        "sysctl-off loaded",
+    ],
+    "warn": [
+        "testbed_faults: warn firing now (5 s after load)",
+        "WARNING: CPU: 0 PID: 49 at /usr/src/testbed_faults/testbed_faults.c:319 "
+        "tbf_warn_from_module+0x22/0x29",
+        "---[ end trace",
+        "Linux version",
+        "testbed_faults: warn firing now",
+    ],
+    "delayed-panic": [
+        "testbed_faults: delayed-panic armed: fires 40 s after load",
+        "Linux version",
+        "[   77.608824] testbed_faults: delayed-panic armed: fires 40 s after load",
+        "[  117.680913] testbed_faults: delayed-panic firing now (40 s after load)",
+        "BUG: kernel NULL pointer dereference, address: 0000000000000008",
+        "Workqueue: events tbf_fire [testbed_faults]",
+        "RIP: 0010:tbf_fire_delayed_panic+0x1f/0x30 [testbed_faults]",
+        "Kernel panic - not syncing: Fatal exception",
+    ],
+    "irq-spin": [
+        "Linux version",
+        "[   58.582956] testbed_faults: irq-spin firing now (20 s after load): spinning with interrupts off",
+        "[  413.948678] Uhhuh. NMI received for unknown reason 21 on CPU 0.",
+        "Kernel panic - not syncing: NMI: Not continuing",
+        "<NMI>",
+        "RIP: 0010:tbf_spin_with_irqs_off+0x29/0x36 [testbed_faults]",
+        "</NMI>",
+    ],
+    "net-drop": [
+        "testbed_faults: net-drop armed: fires 5 s after load",
+        "testbed_faults: net-drop firing now (5 s after load): dropping every IPv4 packet except loopback",
+    ],
+    "reset-loop": [
+        "testbed_faults: reset-loop firing now (3 s after load): emergency restart",
+        "Linux version",
+        "testbed_faults: reset-loop firing now",
+        "Linux version",
+        "testbed_faults: reset-loop firing now",
+    ],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(CAPTURED_EVIDENCE))
+def test_captured_console_shows_the_fault_and_is_the_parser_fixture(fault):
+    captured = (SAMPLE / "captured" / f"{fault}-6.1.0-56.log").read_bytes()
+    assert (FIXTURES / f"faults-{fault}-6.1.0-56.log").read_bytes() == captured
+    text = captured.decode("utf-8", "replace")
+    position = 0
+    for expected in CAPTURED_EVIDENCE[fault]:
+        found = text.find(expected, position)
+        assert found >= 0, f"{fault}: {expected!r} not found after offset {position}"
+        position = found + len(expected)
+
+
+def test_no_fault_but_the_captured_one_fires_in_its_capture():
+    for fault in builder.FAULTS:
+        text = (SAMPLE / "captured" / f"{fault}-6.1.0-56.log").read_text(errors="replace")
+        assert {f for f in builder.FAULTS if f"testbed_faults: {f} " in text} == {fault}
