@@ -18,11 +18,10 @@ import hashlib
 import ipaddress
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from types import MappingProxyType
 
 from orchestrator.adapters.libvirt_host import LibvirtHost
 from orchestrator.core.cell_events import StepFinished
@@ -60,7 +59,6 @@ from orchestrator.guests.windows.winrm_executor import (
     encode_powershell,
 )
 
-NO_SYSCTLS: Mapping[str, str] = MappingProxyType({})
 WINDOWS_POWERSHELL = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
 SYSTEM_EVENTS_FILE = "system-events.json"
 AGENT_TIMEOUT_S = 30.0
@@ -157,7 +155,7 @@ class WindowsGuestChannel:
                 agent_ok=agent_ok,
                 boot_mark=self._agent_boot_mark() if agent_ok else None,
                 ssh_detail="no address: the guest never became ready",
-                required_sysctls=NO_SYSCTLS,
+                required_sysctls={},  # none: Windows' crash settings are the image's
             )
         health = self.inner.probe_health(self._windows_endpoint(endpoint))
         self._record_events(health)
@@ -171,7 +169,7 @@ class WindowsGuestChannel:
             ssh_detail="" if complete else f"WinRM: {health.detail or 'no answer'}",
             findings=bugcheck_findings(health.events, module),
             detail=health.detail,
-            required_sysctls=NO_SYSCTLS,
+            required_sysctls={},  # none: Windows' crash settings are the image's
         )
         if not complete or not health_check or health.sensor_service is None:
             return report

@@ -107,6 +107,7 @@ def test_a_healthy_guest_probes_healthy_without_panic_sysctls(tmp_path):
         "service CSAgent is Running (start type Automatic)",
     )
     assert report.required_sysctls == {} and report.sysctls == {}
+    assert json.loads(json.dumps(report.__dict__, default=str))["required_sysctls"] == {}  # probes.jsonl
     assert judged(report).verdict is Verdict.HEALTHY
     recorded = context.cell_dir("win11-24h2") / SYSTEM_EVENTS_FILE
     assert json.loads(recorded.read_text()) == []
