@@ -11,6 +11,8 @@ mkdir -p build/demo
 
 banner() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+matrix=${DEMO_MATRIX:-matrices/linux-kernels.yaml}          # what `make demo` runs; overridable to try
+candidates=${DEMO_CANDIDATES:-build/candidates}           # the script quickly on a small matrix
 port=${DEMO_PORT:-$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 server="http://127.0.0.1:$port"
 
@@ -36,13 +38,13 @@ submitter=$($testbed tokens create --name "demo-ci-$stamp" --role submitter) || 
 viewer=$($testbed tokens create --name "demo-qa-$stamp" --role viewer) || exit 1
 
 banner "candidate 1: testbed-sensor with good content"
-$testbed submit --server "$server" --token "$submitter" --candidate build/candidates/good \
-  --matrix matrices/linux-kernels.yaml --wait --junit build/demo/good.junit.xml
+$testbed submit --server "$server" --token "$submitter" --candidate "$candidates/good" \
+  --matrix "$matrix" --wait --junit build/demo/good.junit.xml
 good=$?
 
 banner "candidate 2: the same sensor with zero-filled content"
-$testbed submit --server "$server" --token "$submitter" --candidate build/candidates/zero-filled \
-  --matrix matrices/linux-kernels.yaml --wait --junit build/demo/zero-filled.junit.xml
+$testbed submit --server "$server" --token "$submitter" --candidate "$candidates/zero-filled" \
+  --matrix "$matrix" --wait --junit build/demo/zero-filled.junit.xml
 bad=$?
 
 banner "demo summary"
