@@ -59,7 +59,8 @@ banner=
 client=
 if command -v bash >/dev/null 2>&1; then
 	client=bash
-	banner=$(PORT=$PORT timeout 10 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$PORT" && head -c 64 <&3 | head -n 1' 2>/dev/null)
+	# read, not head: head's stdout is buffered, and sshd keeps the connection open after its banner
+	banner=$(PORT=$PORT timeout 10 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$PORT" && IFS= read -r line <&3 && printf "%s\n" "$line"' 2>/dev/null)
 elif command -v python3 >/dev/null 2>&1; then
 	client=python3
 	banner=$(timeout 10 python3 -c 'import socket, sys; s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5); print(s.recv(64).decode(errors="replace").splitlines()[0])' "$PORT" 2>/dev/null)

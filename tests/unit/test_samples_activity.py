@@ -21,9 +21,11 @@ SCRIPT = Path(__file__).resolve().parents[2] / "samples" / "activity" / "linux-a
 
 @pytest.fixture
 def ssh_like_port() -> Iterator[int]:
-    """A listener that greets like sshd, once per connection."""
+    """A listener that greets like sshd and, like sshd, keeps the connection open for the client's
+    own banner."""
     server = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    connections: list[socket.socket] = []
 
     def serve() -> None:
         server.settimeout(0.2)
@@ -32,14 +34,16 @@ def ssh_like_port() -> Iterator[int]:
                 connection, _ = server.accept()
             except TimeoutError:
                 continue
-            with connection:
-                connection.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            connection.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            connections.append(connection)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield server.getsockname()[1]
     stop.set()
     thread.join()
+    for connection in connections:
+        connection.close()
     server.close()
 
 
