@@ -86,6 +86,7 @@ class CellResult:
     reason: str
     crash: dict[str, Any] | None = None
     image_digest: str | None = None
+    content_digests: dict[str, str] = field(default_factory=dict)  # content file -> sha256 this cell got
     timings: list[PhaseTiming] = field(default_factory=list)
     evidence_dir: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -128,6 +129,7 @@ class CellResult:
             reason=data.get("reason", ""),
             crash=data.get("crash"),
             image_digest=data.get("image_digest"),
+            content_digests=dict(data.get("content_digests") or {}),
             timings=[PhaseTiming(t["phase"], float(t["seconds"])) for t in data.get("timings", [])],
             evidence_dir=data.get("evidence_dir"),
             warnings=list(data.get("warnings", [])),

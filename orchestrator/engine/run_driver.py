@@ -351,6 +351,7 @@ class RunDriver:
     def _record(self, cell: CellPlan, result: CellResult) -> None:
         result.earlier_attempts = self._earlier.get(cell.cell_id, [])
         result.image_digest = cell.image.digest
+        result.content_digests = dict(cell.content_digests)
         result.control_of = cell.control_of
         if cell.image.expected_outcome and result.expected_outcome is None:
             result.expected_outcome = CellOutcome(cell.image.expected_outcome)

@@ -1,0 +1,213 @@
+"""The matrix dimensions that would have caught past incidents (issue 12), on real guests.
+
+Every run of this module starts at once on the fast-boot image (the OS is not the point here),
+with the sample sensor (samples/linux-sensor), its DLP agent product (samples/linux-dlp) and the
+activity workload (samples/activity). Each test reads its own run's result.
+"""
+
+import importlib.util
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from orchestrator.config import Settings
+from orchestrator.core.outcomes import CellOutcome, RunVerdict
+from tests.conftest import REPO_ROOT
+from tests.integration.conftest import Batch
+
+pytestmark = pytest.mark.integration
+
+KERNEL_N = "6.1.0-56-amd64"
+FAST = "debian12-kernel-n-fast"
+WINDOWS = "timeouts: {ready: 150, stability: 5, install: 600, soak: 30}"
+
+
+def _load(relative: str) -> ModuleType:
+    path = REPO_ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem + "_" + path.parent.name.replace("-", "_"), path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sensor(out: Path, *arguments: str) -> Path:
+    builder = _load("samples/linux-sensor/build_candidate.py")
+    assert builder.main(["--out", str(out), "--kernel", KERNEL_N, "-q", *arguments]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("incident-candidates")
+    built = {
+        "good": _sensor(root / "good", "--content", "good"),
+        "zero-filled": _sensor(root / "zero-filled", "--content", "zero-filled"),
+        # the 2023 incident: content with a feature of 1.1.0, read by the fleet's 1.0.0 too
+        "new-content": _sensor(
+            root / "new-content", "--content", "new", "--sensor-version", "1.1.0", "--sensor-version", "1.0.0"
+        ),
+        # one candidate with a sensor that validates its content and one that trusts it
+        "variants": _sensor(
+            root / "variants",
+            "--content",
+            "good",
+            "--sensor-version",
+            "1.1.0",
+            "--sensor-version",
+            "1.1.0-validating",
+        ),
+        "activity-malformed": _sensor(root / "activity-malformed", "--content", "activity-malformed"),
+    }
+    root.chmod(0o755)
+    return built
+
+
+@pytest.fixture(scope="module")
+def dlp_product(settings: Settings) -> Path:
+    """The sample DLP agent, registered as a co-installed product of this testbed."""
+    builder = _load("samples/linux-dlp/build_product.py")
+    out = settings.products_path / "dlp-agent"
+    if out.exists():
+        shutil.rmtree(out)
+    assert builder.main(["--out", str(out), "--kernel", KERNEL_N, "-q"]) == 0
+    return out
+
+
+VALIDATED_VARIANTS = [
+    "as-shipped",
+    "empty",
+    "zero-filled",
+    "truncated-header",
+    "truncated-half",
+    "bit-flips",
+    "oversized",
+    "count-plus-one:rule_count",
+]
+TRUSTED_VARIANTS = ["zero-filled", "truncated-header"]
+
+
+@pytest.fixture(scope="module")
+def incident_runs(start_batch: Callable[..., Batch], candidates: dict[str, Path], dlp_product: Path) -> Batch:
+    del dlp_product  # registered: the testbed finds it in its products directory
+    activity = (REPO_ROOT / "samples" / "activity" / "linux-activity.sh").resolve()
+    variants = sorted({*VALIDATED_VARIANTS, *TRUSTED_VARIANTS})
+    return start_batch(
+        {
+            # 2019: sensor + DLP agent; with a control twin for the failing cell
+            "dlp": (
+                f"name: dlp\nimages: [{FAST}]\ncoinstalled: [[], [dlp-agent]]\nreboots: 1\ncontrols: true\n"
+                f"retries: 0\n{WINDOWS}\n",
+                candidates["good"],
+            ),
+            # 2023: new content reaches sensor N and N-1
+            "sensor-n1": (
+                f"name: sensor-n1\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n",
+                candidates["new-content"],
+            ),
+            # July 2024: generated content variants; the validating sensor survives every one
+            "variants": (
+                f"name: variants\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n"
+                f"content_variants: [{', '.join(variants)}]\n"
+                "exclude:\n"
+                + "".join(
+                    f"  - {{sensor_version: 1.1.0, content_variant: '{v}'}}\n"
+                    for v in variants
+                    if v not in TRUSTED_VARIANTS
+                ),
+                candidates["variants"],
+            ),
+            # July 2024, second half: the bad rule only faults when its event happens
+            "activity": (
+                f"name: activity\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n"
+                f"activity: {{script: {activity}}}\n",
+                candidates["activity-malformed"],
+            ),
+            "no-activity": (
+                f"name: no-activity\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n",
+                candidates["activity-malformed"],
+            ),
+            # a boot loop counted by crashes
+            "observe": (
+                f"name: observe\nimages: [{FAST}]\nreboots: 1\nretries: 0\non_crash: observe\n"
+                f"boot_loop_after: 3\n{WINDOWS}\n",
+                candidates["zero-filled"],
+            ),
+            # fail-fast: the fast guest crashes at install while the full one still boots
+            "fail-fast": (
+                f"name: fail-fast\nimages: [{FAST}, debian12-kernel-n]\nreboots: 1\nfail_fast: true\n"
+                "retries: 0\ntimeouts: {ready: 420, stability: 5, soak: 30}\n",
+                candidates["zero-filled"],
+            ),
+        }
+    )
+
+
+def outcomes(batch: Batch, name: str) -> dict[str, CellOutcome]:
+    return {cell.cell_id: cell.outcome for cell in batch.result(name).cells}
+
+
+def test_the_dlp_agent_and_the_sensor_crash_only_together(incident_runs: Batch) -> None:
+    result = incident_runs.result("dlp")
+    assert outcomes(incident_runs, "dlp") == {
+        FAST: CellOutcome.PASSED,  # the sensor alone
+        f"{FAST}+dlp-agent": CellOutcome.CRASHED,  # the sensor with the DLP agent installed first
+        f"{FAST}+dlp-agent~control": CellOutcome.PASSED,  # the DLP agent alone: the twin
+    }
+    crashed = next(cell for cell in result.cells if cell.cell_id == f"{FAST}+dlp-agent")
+    assert crashed.crash is not None and crashed.crash["module"] in ("testbed_sensor", "testbed_dlp")
+    assert crashed.reason.endswith("its control twin without the candidate passed")
+    assert result.verdict is RunVerdict.FAILED
+    assert [group["cells"] for group in result.as_dict()["groups"]] == [[f"{FAST}+dlp-agent"]]
+
+
+def test_new_content_crashes_only_the_previous_sensor_release(incident_runs: Batch) -> None:
+    result = incident_runs.result("sensor-n1")
+    assert outcomes(incident_runs, "sensor-n1") == {
+        f"{FAST}@1.0.0": CellOutcome.CRASHED,
+        f"{FAST}@1.1.0": CellOutcome.PASSED,
+    }
+    crashed = next(cell for cell in result.cells if cell.cell_id == f"{FAST}@1.0.0")
+    assert crashed.crash is not None and "stack-protector" in crashed.crash["title"]
+
+
+def test_content_variants_crash_the_trusting_sensor_and_not_the_validating_one(incident_runs: Batch) -> None:
+    result = incident_runs.result("variants")
+    by_id = {cell.cell_id: cell for cell in result.cells}
+    for variant in VALIDATED_VARIANTS:
+        label = variant.replace(":", ".").replace("_", "-")
+        cell_id = f"{FAST}@1.1.0-validating" + ("" if variant == "as-shipped" else f"~{label}")
+        assert by_id[cell_id].outcome is CellOutcome.PASSED, (cell_id, by_id[cell_id].reason)
+    for variant in TRUSTED_VARIANTS:
+        cell = by_id[f"{FAST}@1.1.0~{variant}"]
+        assert cell.outcome is CellOutcome.CRASHED, (cell.cell_id, cell.reason)
+    run = result.as_dict()
+    digests = {cell["cell_id"]: cell.get("content_digests") for cell in run["cells"]}
+    assert len({str(d) for d in digests.values()}) >= len(VALIDATED_VARIANTS)  # each variant its own bytes
+
+
+def test_the_activity_triggered_crash_is_caught_only_with_the_activity_step(incident_runs: Batch) -> None:
+    assert outcomes(incident_runs, "no-activity") == {FAST: CellOutcome.PASSED}
+    (cell,) = incident_runs.result("activity").cells
+    assert cell.outcome is CellOutcome.CRASHED, cell.reason
+    assert cell.crash is not None and cell.crash["module"] == "testbed_sensor"
+
+
+def test_the_observe_policy_counts_crashes_into_a_boot_loop(incident_runs: Batch) -> None:
+    (cell,) = incident_runs.result("observe").cells
+    assert cell.outcome is CellOutcome.BOOT_LOOP, cell.reason
+    assert "3 crashes in 3 boots" in cell.reason
+
+
+def test_fail_fast_cancels_the_rest_within_seconds(incident_runs: Batch) -> None:
+    result = incident_runs.result("fail-fast")
+    by_id = {cell.cell_id: cell for cell in result.cells}
+    crashed, canceled = by_id[FAST], by_id["debian12-kernel-n"]
+    assert crashed.outcome is CellOutcome.CRASHED
+    assert canceled.outcome is CellOutcome.CANCELED
+    assert canceled.reason == f"fail-fast: {FAST} ended crashed"
+    assert crashed.finished_at is not None and canceled.finished_at is not None
+    assert canceled.finished_at - crashed.finished_at < 10  # measured exactly in `make bench`
