@@ -27,6 +27,7 @@ from orchestrator.core.cell_events import (
 from orchestrator.core.outcomes import Blame, CellOutcome
 from orchestrator.core.plan import CellPlan, InstallStep
 from orchestrator.core.ports import Evidence, Post
+from orchestrator.core.sanitize import one_line
 from orchestrator.errors import InfrastructureError, TestbedError
 from orchestrator.guests.channel import (
     DomainFiles,
@@ -127,10 +128,12 @@ class DomainCell:
         self._replace_probe(_Worker(f"ready-{self.domain}", lambda stop: self._await_ready(stale_mark, stop)))
 
     def _await_ready(self, stale_mark: str | None, stop: threading.Event) -> None:
+        last = ""
         while not stop.is_set():
             try:
                 endpoint = self._channel.ask_ready(stale_mark)
-            except (NotReadyError, TestbedError, OSError):
+            except (NotReadyError, TestbedError, OSError) as exc:
+                last = self._note_not_ready(str(exc), last)
                 self._wake.wait(READY_RETRY_SECONDS)
                 self._wake.clear()
                 continue
@@ -145,6 +148,14 @@ class DomainCell:
                 self._endpoint = endpoint
             self._post(GuestAnswered(endpoint.boot_mark))
             return
+
+    def _note_not_ready(self, problem: str, last: str) -> str:
+        """Why the guest is not ready yet, each time the reason changes: readiness.log is what a
+        person reads when a boot never became ready."""
+        if problem != last:
+            with (self.cell_dir / "readiness.log").open("a") as stream:
+                stream.write(f"{time.strftime('%H:%M:%S')} {one_line(problem, 500)}\n")
+        return problem
 
     def start_health_probe(self, boot: int, health_check: bool) -> None:
         self._replace_probe(

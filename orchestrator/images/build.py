@@ -20,6 +20,7 @@ from orchestrator.images.definition import (
     WindowsImage,
     definition_digest,
 )
+from orchestrator.images.fastboot_builder import build_fastboot_image
 from orchestrator.images.initramfs_builder import BUSYBOX, build_initramfs_image
 from orchestrator.images.windows_builder import WindowsMedia, build_windows_image
 
@@ -81,14 +82,19 @@ def _digest(
     if isinstance(definition, DebianImage):
         return definition_digest(definition)
     if isinstance(definition, FastBootImage):
-        return definition_digest(definition, {"base": catalog[definition.base].digest})
+        return definition_digest(
+            definition, {"base": catalog[definition.base].digest, "busybox": _busybox_digest()}
+        )
     if isinstance(definition, WindowsImage):  # the same definition from another ISO is another image
         iso = media.get(definition.name)
         return definition_digest(definition, {"iso": iso.iso_sha256.lower() if iso else "none"})
-    busybox = hashlib.sha256(BUSYBOX.read_bytes()).hexdigest() if BUSYBOX.exists() else "missing"
     return definition_digest(
-        definition, {"kernel": catalog[definition.kernel_from].digest, "busybox": busybox}
+        definition, {"kernel": catalog[definition.kernel_from].digest, "busybox": _busybox_digest()}
     )
+
+
+def _busybox_digest() -> str:
+    return hashlib.sha256(BUSYBOX.read_bytes()).hexdigest() if BUSYBOX.exists() else "missing"
 
 
 def build_images(
@@ -126,6 +132,7 @@ def build_images(
                 images_dir=images_dir,
                 mirror=mirror,
                 records=records,
+                bases={name: d for name, d in definitions.items() if isinstance(d, DebianImage)},
                 progress=progress,
                 windows_media=windows_media or {},
                 windows_dir=windows_dir,
@@ -145,12 +152,11 @@ def _build_one(
     images_dir: Path,
     mirror: str,
     records: Mapping[str, ImageRecord],
+    bases: Mapping[str, DebianImage],
     progress: Progress,
     windows_media: Mapping[str, WindowsMedia],
     windows_dir: Path | None,
 ) -> ImageRecord:
-    if isinstance(definition, FastBootImage):
-        return _fastboot_record(definition, records[definition.base], digest)
     if isinstance(definition, WindowsImage):
         if windows_dir is None:
             raise ConfigurationError(f"image {definition.name}: no Windows templates directory given")
@@ -173,6 +179,12 @@ def _build_one(
         if isinstance(definition, DebianImage):
             build_debian_image(definition, mirror, work, staging, progress)
             kernel = definition.kernel
+        elif isinstance(definition, FastBootImage):
+            base = bases[definition.base]
+            build_fastboot_image(
+                definition, base, mirror=mirror, work_dir=work, out_dir=staging, progress=progress
+            )
+            kernel = base.kernel
         else:
             source = records[definition.kernel_from]
             build_initramfs_image(definition, source, staging)
@@ -193,32 +205,34 @@ def _build_one(
         name=definition.name,
         kind=definition.kind,
         os_family=definition.os_family,
-        os_version=definition.os_version,
+        os_version=_os_version(definition, bases),
         kernel=kernel,
         digest=digest,
         directory=final,
         disk=final / "disk.qcow2",
         kernel_image=final / "vmlinuz",
         initrd=final / "initrd.img",
-        kernel_cmdline=definition.kernel_cmdline,
+        kernel_cmdline=_cmdline(definition, bases),
         built_at=time.time(),
         disk_bytes=(final / "disk.qcow2").stat().st_size,
         expected_outcome=getattr(definition, "expected_outcome", None),
     )
 
 
-def _fastboot_record(definition: FastBootImage, base: ImageRecord, digest: str) -> ImageRecord:
-    """Nothing to build: the base image's files, booted with its fast-init as PID 1."""
-    return base.model_copy(
-        update={
-            "name": definition.name,
-            "kind": definition.kind,
-            "digest": digest,
-            "kernel_cmdline": f"{base.kernel_cmdline} init={FAST_INIT}",
-            "built_at": time.time(),
-            "expected_outcome": definition.expected_outcome,
-        }
-    )
+def _cmdline(
+    definition: DebianImage | InitramfsImage | FastBootImage, bases: Mapping[str, DebianImage]
+) -> str:
+    if isinstance(definition, FastBootImage):
+        return f"{bases[definition.base].kernel_cmdline} init={FAST_INIT}"
+    return definition.kernel_cmdline
+
+
+def _os_version(
+    definition: DebianImage | InitramfsImage | FastBootImage, bases: Mapping[str, DebianImage]
+) -> str:
+    if isinstance(definition, FastBootImage):
+        return f"{bases[definition.base].os_version}-fastboot"
+    return definition.os_version
 
 
 def qcow2_backing_file(path: Path) -> str | None:

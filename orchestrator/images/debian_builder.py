@@ -112,10 +112,11 @@ def _write(root: Path, relative: str, text: str) -> None:
     path.write_text(text)
 
 
-def customize(root: Path, definition: DebianImage, log: Path) -> None:
+def customize(root: Path, definition: DebianImage, log: Path, *, hostname: str | None = None) -> None:
     """What every testbed guest needs: console, network, crash reporting, a clean identity."""
-    _write(root, "etc/hostname", f"{definition.name}\n")
-    _write(root, "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {definition.name}\n")
+    name = hostname or definition.name
+    _write(root, "etc/hostname", f"{name}\n")
+    _write(root, "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
     _write(root, "etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
     _write(root, "etc/systemd/network/80-testbed-dhcp.network", _NETWORK_UNIT)
     _write(root, "etc/modules-load.d/testbed-pvpanic.conf", "pvpanic_mmio\n")
@@ -183,27 +184,44 @@ def _shrink(root: Path) -> None:
         (root / stale).unlink(missing_ok=True)
 
 
-def build_debian_image(
-    definition: DebianImage, mirror: str, work_dir: Path, out_dir: Path, progress: Progress
-) -> None:
-    """Build into ``out_dir``: disk.qcow2, vmlinuz, initrd.img (out_dir must not exist yet)."""
+def prepare_root(
+    definition: DebianImage, mirror: str, work_dir: Path, progress: Progress, *, hostname: str | None = None
+) -> tuple[Path, Path]:
+    """The image's root file system in ``work_dir``, customized and with its kernel: (root, log)."""
     cache_dir = work_dir.parent
     base = ensure_base_rootfs(definition, mirror, cache_dir, progress)
     root = work_dir / "rootfs"
     log = work_dir / "build.log"
-    progress(f"copying the base root filesystem for {definition.name}")
+    progress(f"copying the base root filesystem for {hostname or definition.name}")
     run_tool(["cp", "-a", "--reflink=auto", base, root])
-    customize(root, definition, log)
+    customize(root, definition, log, hostname=hostname)
     progress(f"installing kernel {definition.kernel} and its initramfs")
     install_kernel(root, definition.kernel, cache_dir / "debs", log)
+    return root, log
+
+
+def finish_image(
+    root: Path,
+    definition: DebianImage,
+    out_dir: Path,
+    work_dir: Path,
+    progress: Progress,
+    *,
+    initrd: bytes | None = None,
+) -> None:
+    """disk.qcow2, vmlinuz and initrd.img (the kernel package's, unless ``initrd`` is given)."""
     kernel_image = root / "boot" / f"vmlinuz-{definition.kernel}"
-    initrd = root / "boot" / f"initrd.img-{definition.kernel}"
-    if not (kernel_image.is_file() and initrd.is_file()):
+    packaged_initrd = root / "boot" / f"initrd.img-{definition.kernel}"
+    if not (kernel_image.is_file() and packaged_initrd.is_file()):
         raise InfrastructureError(f"kernel {definition.kernel} installed no vmlinuz/initrd in /boot")
     _shrink(root)
     out_dir.mkdir(parents=True)
     shutil.copy2(kernel_image, out_dir / "vmlinuz")
-    shutil.copy2(initrd, out_dir / "initrd.img")
+    if initrd is None:
+        shutil.copy2(packaged_initrd, out_dir / "initrd.img")
+    else:
+        (out_dir / "initrd.img").write_bytes(initrd)
+    log = work_dir / "build.log"
     progress(f"making the ext4 file system ({definition.disk_size_mib} MiB) and the qcow2 image")
     raw = work_dir / "disk.raw"
     run_tool(
@@ -211,3 +229,11 @@ def build_debian_image(
     )
     run_tool(["qemu-img", "convert", "-O", "qcow2", raw, out_dir / "disk.qcow2"], log=log)
     raw.unlink()
+
+
+def build_debian_image(
+    definition: DebianImage, mirror: str, work_dir: Path, out_dir: Path, progress: Progress
+) -> None:
+    """Build into ``out_dir``: disk.qcow2, vmlinuz, initrd.img (out_dir must not exist yet)."""
+    root, _ = prepare_root(definition, mirror, work_dir, progress)
+    finish_image(root, definition, out_dir, work_dir, progress)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from orchestrator.errors import ConfigurationError, describe_validation_error
 
-BUILDER_REVISION = "2026-11-26.4"
+BUILDER_REVISION = "2026-11-26.5"
 """Bumped whenever a builder changes what it puts into an image, so cached builds are redone."""
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -90,6 +90,13 @@ class InitramfsImage(BaseModel):
         return _crash_cmdline(cmdline)
 
 
+FASTBOOT_MODULES = (
+    "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng", "crc32c_generic", "ext4",
+    "pvpanic_mmio", "pvpanic_pci", "overlay",
+)  # fmt: skip
+"""What a fast-boot guest keeps of its kernel's modules: virtio devices, its root, pvpanic."""
+
+
 class FastBootImage(BaseModel):
     """A Debian image booted without systemd (its fast-init as PID 1): the same root file system
     and kernel, ready in seconds instead of tens under TCG. For cells where the OS is not the point
@@ -101,7 +108,12 @@ class FastBootImage(BaseModel):
     name: str = Field(pattern=_NAME)
     description: str = ""
     os_family: Literal["linux"] = "linux"
-    base: str = Field(description="the debian image whose disk and kernel it boots")
+    base: str = Field(description="the debian image whose packages and kernel it has")
+    modules: list[str] = Field(
+        default_factory=lambda: list(FASTBOOT_MODULES),
+        min_length=1,
+        description="kernel modules kept (with what they depend on); the rest of the tree is removed",
+    )
     expected_outcome: Literal["hung", "boot_loop", "crashed"] | None = None
 
 

@@ -15,7 +15,10 @@ from orchestrator.images.catalog import ImageRecord
 from orchestrator.images.definition import InitramfsImage
 
 BUSYBOX = Path("/bin/busybox")
-_APPLETS = ("sh", "sleep", "echo", "cat", "mount", "reboot", "poweroff", "dmesg", "ls")
+_APPLETS = (
+    "sh", "sleep", "echo", "cat", "mount", "umount", "reboot", "poweroff", "dmesg", "ls", "mkdir",
+    "insmod", "switch_root", "test", "[",
+)  # fmt: skip
 
 
 def _cpio_entry(name: str, mode: int, data: bytes = b"", inode: int = 1) -> bytes:
@@ -29,16 +32,21 @@ def _cpio_entry(name: str, mode: int, data: bytes = b"", inode: int = 1) -> byte
     return record
 
 
-def initramfs_bytes(init_script: str, busybox: bytes) -> bytes:
-    """A gzip-compressed newc archive with busybox, its applets as links, and /init."""
+def initramfs_bytes(init_script: str, busybox: bytes, files: tuple[tuple[str, bytes], ...] = ()) -> bytes:
+    """A gzip-compressed newc archive with busybox, its applets as links, /init, and ``files``
+    (path, bytes) in directories of their own (e.g. kernel modules to load before the root)."""
     entries = [
         ("bin", 0o040755, b""),
         ("dev", 0o040755, b""),
         ("proc", 0o040755, b""),
         ("sys", 0o040755, b""),
+        ("root", 0o040755, b""),
     ]
     entries.append(("bin/busybox", 0o100755, busybox))
     entries += [(f"bin/{applet}", 0o120777, b"busybox") for applet in _APPLETS]
+    directories = sorted({str(parent) for name, _ in files for parent in Path(name).parents} - {"."})
+    entries += [(directory, 0o040755, b"") for directory in directories]
+    entries += [(name, 0o100644, data) for name, data in files]
     entries.append(("init", 0o100755, init_script.encode()))
     archive = io.BytesIO()
     for inode, (name, mode, data) in enumerate(entries, start=1):
