@@ -10,21 +10,26 @@ from orchestrator.images.initramfs_builder import initramfs_bytes
 
 pytestmark = pytest.mark.unit
 
-MODULES_DEP = """kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
-kernel/fs/jbd2/jbd2.ko:
-kernel/fs/mbcache.ko:
-kernel/lib/crc16.ko:
-kernel/crypto/crc32c_generic.ko:
-kernel/drivers/virtio/virtio.ko:
-kernel/drivers/virtio/virtio_ring.ko:
-kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
-kernel/drivers/virtio/virtio_pci_modern_dev.ko:
-kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
-kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
-kernel/drivers/misc/pvpanic/pvpanic-mmio.ko: kernel/drivers/misc/pvpanic/pvpanic.ko
-kernel/drivers/misc/pvpanic/pvpanic.ko:
-kernel/sound/core/snd.ko:
-"""
+VIRTIO = "kernel/drivers/virtio"
+MODULES_DEP = "\n".join(
+    [
+        "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko",
+        "kernel/fs/jbd2/jbd2.ko:",
+        "kernel/fs/mbcache.ko:",
+        "kernel/lib/crc16.ko:",
+        "kernel/crypto/crc32c_generic.ko:",
+        f"{VIRTIO}/virtio.ko:",
+        f"{VIRTIO}/virtio_ring.ko:",
+        f"{VIRTIO}/virtio_pci_legacy_dev.ko:",
+        f"{VIRTIO}/virtio_pci_modern_dev.ko:",
+        f"{VIRTIO}/virtio_pci.ko: {VIRTIO}/virtio_pci_legacy_dev.ko {VIRTIO}/virtio_pci_modern_dev.ko "
+        f"{VIRTIO}/virtio_ring.ko {VIRTIO}/virtio.ko",
+        f"kernel/drivers/block/virtio_blk.ko: {VIRTIO}/virtio_ring.ko {VIRTIO}/virtio.ko",
+        "kernel/drivers/misc/pvpanic/pvpanic-mmio.ko: kernel/drivers/misc/pvpanic/pvpanic.ko",
+        "kernel/drivers/misc/pvpanic/pvpanic.ko:",
+        "kernel/sound/core/snd.ko:",
+    ]
+)
 
 
 def test_the_closure_puts_dependencies_first_and_leaves_the_rest_out():
