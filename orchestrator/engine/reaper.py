@@ -23,7 +23,8 @@ from orchestrator.errors import InfrastructureError
 YOUNG_S = 60.0
 """A run directory this new may belong to a run whose process has not taken its lock yet."""
 
-_OVERLAY = re.compile(r"^tb-(?P<run>\d{8}-\d{6}-[0-9a-f]{4})-.*\.qcow2$")
+# A cell's overlay, and a UEFI guest's copy of its variable store beside it (domain_xml.nvram_path).
+_OVERLAY = re.compile(r"^tb-(?P<run>\d{8}-\d{6}-[0-9a-f]{4})-.*(?:\.qcow2|_VARS\.fd)$")
 
 
 @dataclass

@@ -167,10 +167,11 @@ def build_windows_image(
         digest=digest,
         directory=final,
         disk=final / "disk.qcow2",
-        # ImageRecord knows Linux boot files only; until it has firmware fields, both name the
-        # NVRAM template, the one file besides the disk that a Windows domain needs.
-        kernel_image=nvram,
-        initrd=nvram,
+        nvram_template=nvram,  # the UEFI variable store every domain starts from a copy of
+        secure_boot=definition.secure_boot,
+        tpm=definition.tpm,
+        guest_username=definition.username,
+        guest_password=definition.password,
         kernel_cmdline="",
         built_at=time.time(),
         disk_bytes=(final / "disk.qcow2").stat().st_size,
