@@ -39,6 +39,7 @@ test: lint images
 bench: images candidates
 	@$(VENV)/bin/python bench/bench_gate.py --candidate $(CANDIDATES)/good
 	@$(VENV)/bin/python bench/bench_parser.py
+	@$(VENV)/bin/python bench/bench_fail_fast.py --candidate $(CANDIDATES)/zero-filled
 
 clean:
 	rm -rf build

@@ -23,10 +23,13 @@ GOAL = 1.15
 HERE = Path(__file__).resolve().parent
 
 
+SOAK_S = 30.0
+
+
 def matrix_text(image: str, reboots: int, stability: float) -> str:
     return (
-        f"name: bench\nimages: [{image}]\nreboots: {reboots}\n"
-        f"timeouts: {{ready: 600, stability: {stability}, install: 900}}\n"
+        f"name: bench\nimages: [{image}]\nreboots: {reboots}\nretries: 0\n"
+        f"timeouts: {{ready: 600, stability: {stability}, install: 900, soak: {SOAK_S}}}\n"
     )
 
 
@@ -67,10 +70,10 @@ def time_floor(candidate: Path, image: str, reboots: int, stability: float, scra
         console_log=scratch / "floor-console.log",
     )
     xml = scratch / "floor.xml"
-    xml.write_text(render_domain_xml(spec, "domain-linux.xml.j2"))
+    xml.write_text(render_domain_xml(spec))
     started = time.monotonic()
     subprocess.run(
-        [HERE / "floor.sh", xml, overlay, record.disk, candidate, str(reboots), str(stability)],
+        [HERE / "floor.sh", xml, overlay, record.disk, candidate, str(reboots), str(stability), str(SOAK_S)],
         check=True,
     )
     return time.monotonic() - started

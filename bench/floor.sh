@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The floor for `make bench`: the same boot + install + reboots as one gate cell, driven by a bare
-# script with virsh, ssh and qemu-img on the same image, with the same stability window per boot.
-# Usage: floor.sh DOMAIN_XML OVERLAY BACKING CANDIDATE_DIR REBOOTS STABILITY_SECONDS
+# The floor for `make bench`: the same journey as one gate cell — boot, install, reboots, every
+# boot checked after its stability window (agent facts, ssh, the sensor's health check), the last
+# one soaked and checked again — driven by a bare script with virsh, ssh and qemu-img on the same
+# image. Usage: floor.sh DOMAIN_XML OVERLAY BACKING CANDIDATE_DIR REBOOTS STABILITY_S SOAK_S
 set -euo pipefail
-xml=$1 overlay=$2 backing=$3 candidate=$4 reboots=$5 stability=$6
+xml=$1 overlay=$2 backing=$3 candidate=$4 reboots=$5 stability=$6 soak=$7
 name=$(sed -n 's:.*<name>\(.*\)</name>.*:\1:p' "$xml" | head -1)
 virsh="virsh -q -c qemu:///system"
 key=$(mktemp -d)/id_ed25519
@@ -29,7 +30,14 @@ wait_ready() {  # $1: the boot id that must change; sets mark and ip
   $virsh set-user-sshkeys "$name" root --file "$key.pub"
   until ssh "${ssh_opts[@]}" "root@$ip" true 2>/dev/null; do sleep 1; done
   sleep "$stability"
+  check
   mark=$id
+}
+
+check() {  # what the testbed's probe asks: facts through the agent, then ssh, then the health check
+  boot_id >/dev/null
+  ssh "${ssh_opts[@]}" "root@$ip" true
+  ssh "${ssh_opts[@]}" "root@$ip" "[ ! -f /var/lib/testbed-sensor/healthcheck.sh ] || sh /var/lib/testbed-sensor/healthcheck.sh" >/dev/null
 }
 
 qemu-img create -q -f qcow2 -F qcow2 -b "$backing" "$overlay"
@@ -44,8 +52,11 @@ ssh "${ssh_opts[@]}" "root@$ip" "cd /var/tmp && sha256sum $(basename "$package")
   && tar -xzf $(basename "$package") --no-same-owner && cd \$(tar -tzf $(basename "$package") | head -n1 | cut -d/ -f1) \
   && sh ./install.sh --content /var/tmp/$(basename "$content") >/dev/null"
 sleep "$stability"
+check
 
 for _ in $(seq 1 "$reboots"); do
   $virsh reboot "$name" --mode agent >/dev/null
   wait_ready "$mark"
 done
+sleep "$soak"
+check
