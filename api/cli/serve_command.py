@@ -30,4 +30,7 @@ def serve(
 
     with errors_as_exit_codes():
         app = create_app(settings())  # the store is opened and migrated before a port is taken
-    uvicorn.run(app, host=host, port=port, log_level=str(log_level), proxy_headers=False)
+    # An open event stream must not hold a shutdown up: streams are resumable, clients reconnect.
+    uvicorn.run(
+        app, host=host, port=port, log_level=str(log_level), proxy_headers=False, timeout_graceful_shutdown=10
+    )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from orchestrator.attest.candidate_signature import SIGNATURE_NAME
 from orchestrator.candidate import MANIFEST_NAME, Candidate, CandidateManifest, load_candidate, sha256_of
 from orchestrator.errors import ConfigurationError, InfrastructureError
 from orchestrator.store.bundles import BundleLimits, unpack_bundle
@@ -185,6 +186,9 @@ def _publish(candidate: Candidate, assembled: Path, stored: Path) -> None:
     """Move the manifest and its artifacts into a read-only tree, then rename it into place."""
     assembled.mkdir()
     files = [candidate.root / MANIFEST_NAME] + [candidate.path_of(a) for a in candidate.manifest.artifacts]
+    signature = candidate.root / SIGNATURE_NAME
+    if signature.is_file():  # a release key's signature over the manifest: required by some gates
+        files.append(signature)
     for source in files:
         target = assembled / source.relative_to(candidate.root)
         target.parent.mkdir(parents=True, exist_ok=True)
