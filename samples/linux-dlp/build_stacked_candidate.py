@@ -58,7 +58,7 @@ def render_installer(products: Sequence[str], sensor: str | None, then: bool) ->
         "set -eu",
         'HERE=$(CDPATH=\'\' cd -- "$(dirname -- "$0")" && pwd)',
         "step() {",
-        "\tpkg=$1; shift; dir=$(mktemp -d \"${TMPDIR:-/var/tmp}/stacked.XXXXXX\")",
+        '\tpkg=$1; shift; dir=$(mktemp -d "${TMPDIR:-/var/tmp}/stacked.XXXXXX")',
         '\ttar -xzf "$HERE/packages/$pkg" -C "$dir" --no-same-owner',
         '\ttop=$(tar -tzf "$HERE/packages/$pkg" | head -n 1 | cut -d/ -f1)',
         '\techo "stacked: installing $pkg"',
