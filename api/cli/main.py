@@ -11,6 +11,7 @@ import typer
 from api.cli.attest_command import attest
 from api.cli.candidate_command import candidate_app
 from api.cli.common import ConfigOption, state
+from api.cli.expect_command import expect
 from api.cli.gate_command import gate
 from api.cli.hosts_command import hosts
 from api.cli.images_command import images_app
@@ -32,6 +33,7 @@ def main(config: ConfigOption = None) -> None:
     state["config"] = config
 
 
+app.command()(expect)
 app.command()(gate)
 app.command()(hosts)
 app.command()(report)
