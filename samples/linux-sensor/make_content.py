@@ -53,6 +53,9 @@ Content kinds (``build_content``):
     activity-malformed   version 293, but rule 200's second criterion reads
                          exec input 3, which no sensor supplies: the sensor
                          faults when testbed-trigger runs, not before
+    incidents            version 294: new's compound rules + activity-malformed's
+                         rule 200: the content of the release the incidents
+                         matrix (examples/incidents.yaml) tests
 
 The sensor trusts field_count, the offsets and all indices (that is the
 deliberate defect).  A zero-filled file of the same length has
@@ -114,6 +117,7 @@ CONTENT_KINDS: dict[str, int] = {
     "new": 292,
     "activity": 293,
     "activity-malformed": 293,
+    "incidents": 294,
 }
 
 #: The layout a candidate declares for its content (candidate.yaml ``schema:``), so that the
@@ -341,13 +345,20 @@ def build_new_content(content_version: int = 292, rule_count: int = DEFAULT_RULE
 
 
 def build_activity_content(
-    content_version: int = 293, rule_count: int = DEFAULT_RULE_COUNT, malformed: bool = False
+    content_version: int = 293,
+    rule_count: int = DEFAULT_RULE_COUNT,
+    malformed: bool = False,
+    compound: bool = False,
 ) -> bytes:
-    """``rule_count`` scan rules as in good content, plus exec rule 200 (see ``activity_rule``)."""
-    if not 1 <= rule_count < MAX_RULES:
-        raise ValueError(f"rule_count must be 1..{MAX_RULES - 1} with the activity rule, got {rule_count}")
-    rules = [*_scan_rules(content_version, rule_count, False), activity_rule(malformed)]
-    return assemble_content(content_version, rules)
+    """``rule_count`` scan rules as in good content (``compound``: as in new content), plus exec
+    rule 200 (see ``activity_rule``)."""
+    least = 2 if compound else 1
+    if not least <= rule_count < MAX_RULES:
+        raise ValueError(
+            f"rule_count must be {least}..{MAX_RULES - 1} with the activity rule, got {rule_count}"
+        )
+    rules = [*_scan_rules(content_version, rule_count, compound), activity_rule(malformed)]
+    return assemble_content(content_version, rules, flags=FLAG_COMPOUND_RULES if compound else 0)
 
 
 def zero_filled(valid: bytes) -> bytes:
@@ -407,6 +418,8 @@ def build_content(
         return zero_filled(build_valid_content(content_version=cver, rule_count=rule_count))
     if kind == "new":
         return build_new_content(content_version=cver, rule_count=rule_count)
+    if kind == "incidents":
+        return build_activity_content(cver, rule_count, malformed=True, compound=True)
     return build_activity_content(cver, rule_count, malformed=kind == "activity-malformed")
 
 
