@@ -3,10 +3,14 @@ SHELL := /bin/bash
 VENV := .venv
 TESTBED := $(VENV)/bin/testbed
 KERNELS := $(shell sed -n 's/^kernel: *//p' images/linux/*.yaml)
+KERNEL_N := $(shell sed -n 's/^kernel: *//p' images/linux/debian12-kernel-n.yaml)
 CANDIDATES := build/candidates
+PRODUCTS := build/products
 SENSOR_SOURCES := $(wildcard samples/linux-sensor/*.py samples/linux-sensor/*.sh samples/linux-sensor/module/*)
+DLP_SOURCES := $(wildcard samples/linux-dlp/*.py samples/linux-dlp/*.sh samples/linux-dlp/module/*) $(SENSOR_SOURCES)
+NETGUARD_SOURCES := $(wildcard samples/linux-netguard/*.py samples/linux-netguard/*.sh samples/linux-netguard/module/*) $(SENSOR_SOURCES)
 
-.PHONY: setup images candidates demo test unit integration lint bench clean
+.PHONY: setup images candidates demo incidents test unit integration lint bench clean
 
 setup:
 	@scripts/setup.sh
@@ -25,6 +29,21 @@ candidates: $(CANDIDATES)/good/candidate.yaml $(CANDIDATES)/zero-filled/candidat
 
 demo: images candidates
 	@scripts/demo.sh
+
+# The incidents of the record (examples/incidents.yaml): one release that carries them all -- sensor
+# 1.1.0 beside the fleet's 1.0.0, content "incidents", kernel profiles for kernel N only -- and the
+# two co-installed products of the record.
+$(CANDIDATES)/incidents/candidate.yaml: $(SENSOR_SOURCES) images/linux/*.yaml | setup
+	@$(VENV)/bin/python samples/linux-sensor/build_candidate.py --out $(CANDIDATES)/incidents -q \
+		$(addprefix --kernel ,$(KERNELS)) --tested-kernel $(KERNEL_N) \
+		--sensor-version 1.1.0 --sensor-version 1.0.0 --content incidents
+$(PRODUCTS)/dlp-agent/product.yaml: $(DLP_SOURCES) images/linux/*.yaml | setup
+	@$(VENV)/bin/python samples/linux-dlp/build_product.py --out $(PRODUCTS)/dlp-agent -q $(addprefix --kernel ,$(KERNELS))
+$(PRODUCTS)/netguard/product.yaml: $(NETGUARD_SOURCES) images/linux/*.yaml | setup
+	@$(VENV)/bin/python samples/linux-netguard/build_product.py --out $(PRODUCTS)/netguard -q $(addprefix --kernel ,$(KERNELS))
+
+incidents: images $(CANDIDATES)/incidents/candidate.yaml $(PRODUCTS)/dlp-agent/product.yaml $(PRODUCTS)/netguard/product.yaml
+	@scripts/incidents.sh
 
 lint: setup
 	@$(VENV)/bin/ruff check orchestrator api tests bench samples
