@@ -26,7 +26,11 @@ RELEASE = CandidateFacts(
     name="testbed-sensor",
     version="1.1.0",
     os_families=frozenset({"linux"}),
-    artifact_digests={"sensor-linux-1.1.0": "c" * 64, "sensor-linux-1.0.0": "d" * 64, "channel-294": "e" * 64},
+    artifact_digests={
+        "sensor-linux-1.1.0": "c" * 64,
+        "sensor-linux-1.0.0": "d" * 64,
+        "channel-294": "e" * 64,
+    },
     sensor_versions={"linux": ("1.1.0", "1.0.0")},
 )
 
