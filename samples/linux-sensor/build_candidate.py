@@ -4,7 +4,8 @@
     python samples/linux-sensor/build_candidate.py --out DIR \\
         --kernel 6.1.0-56-amd64 --kernel 6.1.0-55-amd64 \\
         [--content good|zero-filled|new|activity|activity-malformed] \\
-        [--sensor-version 1.1.0 --sensor-version 1.0.0 ...] [--version V]
+        [--sensor-version 1.1.0 --sensor-version 1.0.0 ...] [--version V] \\
+        [--tested-kernel 6.1.0-56-amd64 ...]
 
 For every sensor version and kernel release the module in module/ is built
 out of tree against /usr/src/linux-headers-<release> (one temporary build
@@ -12,7 +13,11 @@ directory per build). The version decides what the sensor knows and does:
 1.1.0 and later understand compound rules (content ``new``), 1.0.0 overruns a
 stack buffer on them; a version ending in ``-validating`` (e.g.
 1.1.0-validating) checks every count, offset and size and rejects bad content
-while staying loaded. DIR then receives:
+while staying loaded. Releases from 1.1.0 on look up a profile of the running
+kernel build at load, from a table of the kernels the vendor tested
+(--tested-kernel, default: every --kernel), and crash on a kernel without
+one; they also bring network containment (see module/contain.c). DIR then
+receives:
 
     testbed-sensor-<version>-linux-x86_64.tar.gz   one sensor package per version
         testbed-sensor/{install.sh,uninstall.sh,healthcheck.sh,VERSION}
@@ -50,7 +55,7 @@ MODULE_SRC_DIR = HERE / "module"
 MODULE_NAME = "testbed_sensor"
 PACKAGE_NAME = "testbed-sensor"
 DEFAULT_VERSION = "1.0.0"
-MODULE_SOURCES = ("Kbuild", "tbs.h", "main.c", "content.c", "match.c")
+MODULE_SOURCES = ("Kbuild", "tbs.h", "main.c", "content.c", "match.c", "kprofile.c", "contain.c")
 PACKAGE_SCRIPTS = ("install.sh", "uninstall.sh", "healthcheck.sh")
 #: Where install.sh puts healthcheck.sh in the guest; the manifest's health_check runs it.
 HEALTH_CHECK = "sh /var/lib/testbed-sensor/healthcheck.sh"
@@ -130,27 +135,56 @@ def sensor_release(version: str) -> SensorRelease:
     )
 
 
+def module_make_vars(release: SensorRelease, tested_kernels: Sequence[str]) -> dict[str, str]:
+    """The make variables of one build. Only releases with kernel profiles (feature level 2) get
+    the tested kernels: a 1.0.0 module does not depend on them."""
+    if release.feature_level < 2:
+        return release.make_vars
+    return {**release.make_vars, "TBS_TESTED_KERNELS": " ".join(tested_kernels)}
+
+
 def build_module(
     kernel_release: str,
     version: str,
     headers_root: Path = DEFAULT_HEADERS_ROOT,
+    tested_kernels: Sequence[str] | None = None,
     src_dir: Path = MODULE_SRC_DIR,
 ) -> bytes:
-    """Build testbed_sensor.ko of one sensor version for one kernel release; return its bytes."""
+    """Build testbed_sensor.ko of one sensor version for one kernel release; return its bytes.
+
+    ``tested_kernels``: the kernel releases whose profiles the module carries (1.1.0 and later);
+    default: the one it is built for.
+    """
+    tested = (kernel_release,) if tested_kernels is None else tuple(tested_kernels)
     return bytes(
         build_kmod(
             kernel_release,
             module_name=MODULE_NAME,
             src_dir=src_dir,
             sources=MODULE_SOURCES,
-            make_vars=sensor_release(version).make_vars,
+            make_vars=module_make_vars(sensor_release(version), tested),
             headers_root=headers_root,
         )
     )
 
 
-#: (kernel release, sensor version, headers root) -> the .ko's bytes
-ModuleCompiler = Callable[[str, str, Path], bytes]
+#: (kernel release, sensor version, headers root, tested kernel releases) -> the .ko's bytes
+ModuleCompiler = Callable[[str, str, Path, tuple[str, ...]], bytes]
+
+
+def resolve_tested_kernels(kernels: Sequence[str], tested_kernels: Sequence[str]) -> tuple[str, ...]:
+    """The kernels in the profile table: every built kernel unless told otherwise, and only those
+    (a profile for a kernel the package has no module for would be a mistake in the build)."""
+    if not tested_kernels:
+        return tuple(kernels)
+    tested = tuple(dict.fromkeys(tested_kernels))
+    unknown = [krel for krel in tested if krel not in kernels]
+    if unknown:
+        raise BuildError(
+            f"--tested-kernel {', '.join(unknown)}: not among the --kernel releases built "
+            f"({', '.join(kernels)})"
+        )
+    return tested
 
 
 @dataclass(frozen=True)
@@ -164,6 +198,7 @@ class Candidate:
     kernels: tuple[str, ...]
     version: str = DEFAULT_VERSION
     packages: tuple[tuple[str, Path, str], ...] = ()  # (sensor version, path, sha256), newest first
+    tested_kernels: tuple[str, ...] = ()  # the kernels with a profile in 1.1.0 and later
 
 
 def render_schema(schema: Mapping[str, Any], indent: str) -> str:
@@ -239,16 +274,25 @@ def build_candidate(
     sensor_versions: Sequence[str] = (),
     content_version: int | None = None,
     rules: int | None = None,
+    tested_kernels: Sequence[str] = (),
     headers_root: Path = DEFAULT_HEADERS_ROOT,
     log: Callable[[str], None] = print,
     compile_module: ModuleCompiler = build_module,
 ) -> Candidate:
-    """Build modules, packages, content and candidate.yaml into ``out_dir``."""
+    """Build modules, packages, content and candidate.yaml into ``out_dir``.
+
+    ``tested_kernels``: the kernels the vendor tested, each one of ``kernels`` (default: all);
+    sensors from 1.1.0 on crash on the others.
+    """
     mc = _load_make_content()
     candidate_version, releases = resolve_versions(version, sensor_versions)
     if not kernels:
         raise BuildError("at least one --kernel is required")
     kernels = tuple(dict.fromkeys(kernels))  # de-duplicate, keep order
+    for krel in (*kernels, *tested_kernels):
+        if not _KREL_RE.match(krel):
+            raise BuildError(f"invalid kernel release: {krel!r}")
+    tested = resolve_tested_kernels(kernels, tested_kernels)
     if content not in mc.CONTENT_KINDS:
         raise BuildError(f"unknown content {content!r} (one of: {', '.join(mc.CONTENT_KINDS)})")
     cver = mc.CONTENT_KINDS[content] if content_version is None else content_version
@@ -270,10 +314,13 @@ def build_candidate(
             files[f"{top}/{script}"] = ((HERE / script).read_bytes(), 0o755)
         for krel in kernels:
             t0 = time.monotonic()
-            ko = compile_module(krel, release.version, headers_root)
+            ko = compile_module(krel, release.version, headers_root, tested)
+            profile = ""
+            if release.feature_level >= 2:
+                profile = ", tested kernel" if krel in tested else ", UNTESTED kernel: no profile"
             log(
                 f"built {MODULE_NAME}.ko {release.version} for {krel} "
-                f"({len(ko)} bytes, {time.monotonic() - t0:.1f}s)"
+                f"({len(ko)} bytes, {time.monotonic() - t0:.1f}s{profile})"
             )
             files[f"{top}/modules/{krel}/{MODULE_NAME}.ko"] = (ko, 0o644)
         package = out_dir / f"{PACKAGE_NAME}-{release.version}-linux-x86_64.tar.gz"
@@ -312,6 +359,7 @@ def build_candidate(
         kernels=kernels,
         version=candidate_version,
         packages=tuple(built),
+        tested_kernels=tested,
     )
 
 
@@ -348,6 +396,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{DEFAULT_VERSION}); with them, one of them (default: the newest)",
     )
     parser.add_argument(
+        "--tested-kernel",
+        action="append",
+        default=[],
+        metavar="RELEASE",
+        help="a kernel release the vendor tested (repeatable; each one of the --kernel releases; default: "
+        "every --kernel). Sensors from 1.1.0 on carry a profile of each and crash on the others",
+    )
+    parser.add_argument(
         "--content-version", type=int, default=None, help="content version (default: the kind's, e.g. 291)"
     )
     parser.add_argument(
@@ -371,6 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sensor_versions=args.sensor_version,
             content_version=args.content_version,
             rules=args.rules,
+            tested_kernels=args.tested_kernel,
             headers_root=args.headers_root,
             log=log,
         )

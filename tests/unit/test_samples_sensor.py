@@ -47,12 +47,18 @@ builder = _import("build_candidate.py", "_testbed_sensor_build_candidate")
 content = _import("make_content.py", "_testbed_sensor_make_content")
 
 
-def fake_compiler(calls: list[tuple[str, str]] | None = None) -> Callable[[str, str, Path], bytes]:
+def fake_compiler(
+    calls: list[tuple[str, str]] | None = None, tested: list[tuple[str, ...]] | None = None
+) -> Callable[[str, str, Path, tuple[str, ...]], bytes]:
     """Stands in for make: a deterministic 'module' per kernel release and sensor version."""
 
-    def compile_module(kernel: str, version: str, headers_root: Path) -> bytes:
+    def compile_module(
+        kernel: str, version: str, headers_root: Path, tested_kernels: tuple[str, ...]
+    ) -> bytes:
         if calls is not None:
             calls.append((kernel, version))
+        if tested is not None:
+            tested.append(tested_kernels)
         return f"\x7fELF testbed_sensor {version} for {kernel}".encode()
 
     return compile_module

@@ -19,6 +19,13 @@
  * the sample DLP agent (samples/linux-dlp) overwrites the driver data of
  * every new platform device with its own tag.
  *
+ * Release 1.1.0 (feature level 2) adds two things with defects of their own:
+ * a per-kernel-build profile looked up at load, which it assumes exists
+ * (kprofile.c: a NULL dereference on a kernel the vendor did not test), and
+ * network containment, which trusts that bit 15 of a packet's mark is its own
+ * (contain.c: with the sample traffic classifier, samples/linux-netguard,
+ * every inbound packet is dropped).
+ *
  * Status under /sys/module/testbed_sensor/parameters (read-only):
  * rules_loaded, content_version, rules_matched, content_state (none, active,
  * rejected), content_error, execs_seen, exec_matched.
@@ -36,6 +43,7 @@
 #include <linux/sched.h>
 #include <linux/string.h>
 #include <linux/tracepoint.h>
+#include <linux/utsname.h>
 
 #include "tbs.h"
 
@@ -54,6 +62,7 @@ struct tbs_config {
 
 struct tbs_sensor {
 	const struct tbs_config *config;
+	u32 hooks;			/* TBS_KP_*: 1.0.0 has the exec hook; 1.1.0 what its kernel profile says */
 	struct tbs_content content;
 	enum tbs_state state;
 	char error[160];
@@ -67,6 +76,7 @@ static const struct tbs_config tbs_default_config = {
 
 static struct tbs_sensor tbs_sensor = {
 	.config = &tbs_default_config,
+	.hooks = TBS_KP_EXEC,
 };
 
 static struct platform_device *tbs_pdev;
@@ -244,17 +254,30 @@ static noinline int tbs_sensor_start(struct platform_device *pdev)
 	rules_matched = tbs_match_template(&s->content.tmpl, s->content.rules, s->content.nrules, &ev);
 	rules_loaded = s->content.nrules;
 
-	ret = tbs_hook_exec(s);
-	if (ret) {
-		tbs_free_content(&s->content);
-		rules_loaded = 0;
-		return ret;
+	ret = (s->hooks & TBS_KP_EXEC) ? tbs_hook_exec(s) : 0;
+	if (ret)
+		goto err_content;
+#if TBS_FEATURE_LEVEL >= 2
+	if (s->hooks & TBS_KP_CONTAIN) {
+		ret = tbs_contain_start();
+		if (ret)
+			goto err_exec;
 	}
+#endif
 	s->state = TBS_ACTIVE;
 	pr_info("sensor %s active: template %u, %u fields, initial scan matched %u of %u rules, %u exec rules\n",
 		TBS_VERSION, s->content.tmpl.id, s->content.tmpl.nfields, rules_matched, rules_loaded,
 		s->content.nexec);
 	return 0;
+
+#if TBS_FEATURE_LEVEL >= 2
+err_exec:
+	tbs_unhook_exec(s);
+#endif
+err_content:
+	tbs_free_content(&s->content);
+	rules_loaded = 0;
+	return ret;
 }
 
 /* ---- module init / exit -------------------------------------------------- */
@@ -263,6 +286,11 @@ static int __init tbs_init(void)
 {
 	int ret;
 
+#if TBS_FEATURE_LEVEL >= 2
+	/* Which hooks are safe on this kernel build: the lab's profile of it. */
+	tbs_sensor.hooks = tbs_apply_kernel_profile(tbs_find_kernel_profile(init_utsname()->release),
+						    init_utsname()->release, init_utsname()->version);
+#endif
 	/* A device to request the content file for, name in logs, and carry the state. */
 	tbs_pdev = platform_device_alloc(KBUILD_MODNAME, PLATFORM_DEVID_NONE);
 	if (!tbs_pdev)
@@ -286,6 +314,10 @@ err_put:
 
 static void __exit tbs_exit(void)
 {
+#if TBS_FEATURE_LEVEL >= 2
+	if (tbs_sensor.state == TBS_ACTIVE && (tbs_sensor.hooks & TBS_KP_CONTAIN))
+		tbs_contain_stop();
+#endif
 	tbs_unhook_exec(&tbs_sensor);
 	tbs_free_content(&tbs_sensor.content);
 	platform_device_unregister(tbs_pdev);

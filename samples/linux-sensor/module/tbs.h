@@ -13,6 +13,9 @@
  *                        2 = 1.1.0: + compound rules (up to 16 criteria, flag TBS_CF_COMPOUND_RULES)
  *   TBS_VALIDATE       1 = the "-validating" build: check every count, offset and size
  *                      against the file and reject bad content, staying loaded
+ *   TBS_KERNEL_PROFILES (feature level 2, kprofile.c only) the kernel builds the vendor's lab
+ *                      tested, as TBS_PROFILE("<release>") entries: Kbuild makes them from the
+ *                      make variable TBS_TESTED_KERNELS
  */
 #ifndef TBS_H
 #define TBS_H
@@ -168,6 +171,36 @@ struct tbs_exec_event {
 	const char *str[TBS_EXEC_INPUTS + 1];
 	pid_t pid;
 };
+
+/* ---- kernel profiles and network containment (feature level 2: 1.1.0 and later) ---- */
+
+/* Hooks the vendor's lab validated on a kernel build. */
+#define TBS_KP_EXEC		0x1	/* the sched_process_exec tracepoint */
+#define TBS_KP_CONTAIN		0x2	/* netfilter hooks for network containment */
+#define TBS_KP_KNOWN		(TBS_KP_EXEC | TBS_KP_CONTAIN)
+
+/* One kernel build the lab tested; the table is generated there and compiled in (kprofile.c). */
+struct tbs_kernel_profile {
+	const char *release;		/* utsname release, e.g. "6.1.0-56-amd64" */
+	u32 hooks;			/* TBS_KP_* */
+};
+
+/*
+ * Bit 15 of skb->mark: "this packet belongs to a contained host".  The sensor
+ * believes the bit is its own (contain.c).
+ */
+#define TBS_CONTAIN_MARK	0x8000
+
+#if TBS_FEATURE_LEVEL >= 2
+/* kprofile.c */
+const struct tbs_kernel_profile *tbs_find_kernel_profile(const char *release);
+u32 tbs_apply_kernel_profile(const struct tbs_kernel_profile *profile, const char *release,
+			     const char *version);
+
+/* contain.c */
+int tbs_contain_start(void);
+void tbs_contain_stop(void);
+#endif
 
 /* content.c */
 int tbs_parse_content(struct tbs_content *c, const u8 *data, size_t size);
