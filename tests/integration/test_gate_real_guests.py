@@ -200,7 +200,7 @@ def test_installer_that_refuses_the_kernel_is_install_failed(
 ) -> None:
     matrix = """
 name: unsupported-kernel
-images: [debian12-kernel-n]
+images: [debian12-kernel-n-fast]
 reboots: 1
 timeouts: {ready: 420, stability: 5}
 """

@@ -21,7 +21,7 @@ from tests.integration.conftest import find_leftovers
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "debian12-kernel-n"
+IMAGE = "debian12-kernel-n-fast"  # the OS is not the point: the repro is
 MATRIX = f"""
 name: repro-source
 images: [{IMAGE}]

@@ -20,7 +20,9 @@ IMAGES = {
     "debian12-kernel-n-fast": ImageFacts(
         "debian12-kernel-n-fast", "linux", "debian-12-fastboot", "6.1.0-56-amd64", "a" * 64
     ),
-    "debian12-kernel-n1": ImageFacts("debian12-kernel-n1", "linux", "debian-12", "6.1.0-55-amd64", "b" * 64),
+    "debian12-kernel-n1-fast": ImageFacts(
+        "debian12-kernel-n1-fast", "linux", "debian-12-fastboot", "6.1.0-55-amd64", "b" * 64
+    ),
 }
 RELEASE = CandidateFacts(
     name="testbed-sensor",
@@ -61,7 +63,7 @@ def test_the_matrix_plans_one_cell_per_incident_and_nothing_else():
         ("debian12-kernel-n-fast", (), "1.1.0", "zero-filled"),
         ("debian12-kernel-n-fast", ("dlp-agent",), "1.1.0", "as-shipped"),
         ("debian12-kernel-n-fast", ("netguard",), "1.1.0", "as-shipped"),
-        ("debian12-kernel-n1", (), "1.1.0", "as-shipped"),
+        ("debian12-kernel-n1-fast", (), "1.1.0", "as-shipped"),
     ]
     assert all(c.activity for c in cells)  # the July 2024 rule only faults on its event
 
