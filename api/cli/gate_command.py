@@ -86,7 +86,7 @@ def gate(  # noqa: PLR0917 - typer makes each parameter an option
         with RunProgress(out, prepared.plan) as progress:
             result = run_gate(configured, prepared, progress)
         if junit is not None:
-            junit.write_text(junit_xml(result))
+            junit.write_text(junit_xml(result), encoding="utf-8")
         if json_output:
             sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
         else:
@@ -111,7 +111,7 @@ def explain_cells(settings: "Settings", prepared: "PreparedGate", out_dir: Path)
     from orchestrator.guests.domain_cell import attempt_domain_name  # noqa: PLC0415
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "plan.yaml").write_text(plan_as_yaml(prepared.plan))
+    (out_dir / "plan.yaml").write_text(plan_as_yaml(prepared.plan), encoding="utf-8")
     work_dir = out_dir / "work"
     work_dir.mkdir(exist_ok=True)
     activity = None
@@ -147,7 +147,7 @@ def explain_cells(settings: "Settings", prepared: "PreparedGate", out_dir: Path)
         summaries.append(
             _explain_cell(cell, family, domain, context, host, host_type=host_type, refused=refused)
         )
-    (out_dir / "explain.json").write_text(json.dumps(summaries, indent=2) + "\n")
+    (out_dir / "explain.json").write_text(json.dumps(summaries, indent=2) + "\n", encoding="utf-8")
     return summaries
 
 
@@ -182,7 +182,9 @@ def _explain_cell(
     overlay = context.settings.pool_dir(host.config) / f"{domain}.qcow2"
     files = DomainFiles(cell_dir / "console.log", overlay)
     domain_type = "kvm" if family.needs_kvm or host_type == "kvm" else "qemu"
-    (cell_dir / "domain.xml").write_text(family.domain_xml(cell, domain, files, domain_type))
+    (cell_dir / "domain.xml").write_text(
+        family.domain_xml(cell, domain, files, domain_type), encoding="utf-8"
+    )
     endpoint = GuestEndpoint(boot_mark="(dry run)", address=GUEST_ADDRESS)
     steps: list[dict[str, Any]] = []
     inventory: dict[str, Any] | None = None
@@ -206,8 +208,8 @@ def _explain_cell(
         inventory = planned.inventory
         steps.append({"step": str(step), "playbook": str(planned.playbook), "extravars": planned.extravars})
     if inventory is not None:
-        (cell_dir / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
-    (cell_dir / "playbooks.yml").write_text(yaml.safe_dump(steps, sort_keys=False))
+        (cell_dir / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False), encoding="utf-8")
+    (cell_dir / "playbooks.yml").write_text(yaml.safe_dump(steps, sort_keys=False), encoding="utf-8")
     return {
         "cell_id": cell.cell_id,
         "family": family.name,

@@ -283,7 +283,7 @@ def submit(
                     out.print(line, highlight=False)
             result = run_result_from(client.result(run["id"]), page)
     if junit is not None:
-        junit.write_text(junit_xml(result))
+        junit.write_text(junit_xml(result), encoding="utf-8")
     if json_output:
         sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
     out.print(Text(f"verdict: {result.verdict} — {one_line(result.summary)}"))
