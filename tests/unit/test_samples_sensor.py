@@ -9,10 +9,12 @@ import hashlib
 import importlib.util
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +24,7 @@ import pytest
 import yaml
 
 from orchestrator.candidate import ArtifactKind, load_candidate
+from orchestrator.core.crash_report import CrashKind, parse_console
 
 pytestmark = pytest.mark.unit
 
@@ -200,6 +203,81 @@ def test_digests_are_reproducible_and_the_package_does_not_depend_on_the_content
     assert (first.out_dir / "candidate.yaml").read_text() == (third.out_dir / "candidate.yaml").read_text()
 
 
+def test_every_kernel_is_a_tested_kernel_unless_told_otherwise(tmp_path, headers_root):
+    tested: list[tuple[str, ...]] = []
+    built = build(tmp_path / "out", headers_root, compile_module=fake_compiler(tested=tested))
+
+    assert built.tested_kernels == (KERNEL_N, KERNEL_N1)
+    assert tested == [(KERNEL_N, KERNEL_N1)] * 2
+
+
+def test_tested_kernels_reach_every_build_and_the_log_names_the_untested_one(tmp_path, headers_root):
+    calls: list[tuple[str, str]] = []
+    tested: list[tuple[str, ...]] = []
+    lines: list[str] = []
+
+    built = builder.build_candidate(
+        tmp_path / "out",
+        (KERNEL_N, KERNEL_N1),
+        sensor_versions=["1.1.0", "1.0.0"],
+        tested_kernels=[KERNEL_N, KERNEL_N],
+        headers_root=headers_root,
+        log=lines.append,
+        compile_module=fake_compiler(calls, tested),
+    )
+
+    assert built.tested_kernels == (KERNEL_N,)
+    assert sorted(calls) == sorted((k, v) for k in (KERNEL_N, KERNEL_N1) for v in ("1.1.0", "1.0.0"))
+    assert set(tested) == {(KERNEL_N,)}
+    built_lines = [line for line in lines if line.startswith("built ")]
+    assert built_lines[0].endswith(", tested kernel)")
+    assert built_lines[1].endswith(", UNTESTED kernel: no profile)")
+    assert all(line.endswith("s)") for line in built_lines[2:])  # 1.0.0 has no kernel profiles
+    assert load_candidate(built.out_dir).version == "1.1.0"
+
+
+@pytest.mark.parametrize(
+    ("version", "has_profiles"), [("1.0.0", False), ("1.1.0", True), ("1.1.0-validating", True)]
+)
+def test_only_releases_with_kernel_profiles_are_built_with_the_tested_kernels(version, has_profiles):
+    make_vars = builder.module_make_vars(builder.sensor_release(version), (KERNEL_N, KERNEL_N1))
+
+    expected = builder.sensor_release(version).make_vars
+    if has_profiles:
+        expected = {**expected, "TBS_TESTED_KERNELS": f"{KERNEL_N} {KERNEL_N1}"}
+    assert make_vars == expected
+
+
+def test_the_tested_kernels_change_the_1_1_package_but_not_the_1_0_one(tmp_path, headers_root):
+    def compiler(kernel: str, version: str, headers_root: Path, tested_kernels: tuple[str, ...]) -> bytes:
+        make_vars = builder.module_make_vars(builder.sensor_release(version), tested_kernels)
+        return f"{kernel} {sorted(make_vars.items())}".encode()
+
+    every = build(tmp_path / "a", headers_root, sensor_versions=["1.1.0", "1.0.0"], compile_module=compiler)
+    only_n = build(
+        tmp_path / "b",
+        headers_root,
+        sensor_versions=["1.1.0", "1.0.0"],
+        tested_kernels=[KERNEL_N],
+        compile_module=compiler,
+    )
+
+    digests = {version: sha for version, _, sha in every.packages}
+    assert [(v, sha == digests[v]) for v, _, sha in only_n.packages] == [("1.1.0", False), ("1.0.0", True)]
+
+
+def test_the_command_line_passes_tested_kernels_and_refuses_unknown_ones(tmp_path, capsys):
+    status = builder.main(
+        ["--out", str(tmp_path / "out"), "--kernel", KERNEL_N, "--tested-kernel", KERNEL_N1, "-q"]
+    )
+
+    assert status == 1
+    assert f"--tested-kernel {KERNEL_N1}: not among the --kernel releases built ({KERNEL_N})" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_source_date_epoch_changes_the_package_digest(tmp_path, headers_root, monkeypatch):
     first = build(tmp_path / "a", headers_root)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
@@ -253,6 +331,9 @@ def test_a_release_sorts_after_its_prereleases():
         ({"kernels": ()}, "at least one --kernel"),
         ({"kernels": ("6.1.0-99-amd64",)}, "linux-headers-6.1.0-99-amd64 is missing"),
         ({"kernels": ("../etc",)}, "invalid kernel release"),
+        ({"tested_kernels": ["6.1.0-99-amd64"]}, "--tested-kernel 6.1.0-99-amd64: not among the --kernel"),
+        ({"kernels": (KERNEL_N,), "tested_kernels": [KERNEL_N1]}, "not among the --kernel releases built"),
+        ({"tested_kernels": ["6.1.0-56-amd64;reboot"]}, "invalid kernel release"),
         ({"rules": 0}, "rule_count must be 1.."),
         ({"content_version": -1}, "content_version out of range"),
     ],
@@ -282,6 +363,7 @@ def test_the_command_line_offers_every_content_kind(capsys):
     for kind in content.CONTENT_KINDS:
         assert kind in help_text
     assert "--sensor-version" in help_text
+    assert "--tested-kernel" in help_text
 
 
 # ---- the content --------------------------------------------------------------------------------
@@ -497,3 +579,55 @@ def test_real_builds_carry_their_version_and_are_byte_identical_when_repeated():
     assert builder._modinfo_value(old, "vermagic").startswith(f"{KERNEL_N} ")
     assert builder._modinfo_value(old, "firmware") == "testbed-sensor/channel.bin"
     assert validating != old
+
+
+@pytest.mark.skipif(
+    not all(
+        (builder.DEFAULT_HEADERS_ROOT / f"linux-headers-{k}" / "Makefile").is_file()
+        for k in (KERNEL_N, KERNEL_N1)
+    ),
+    reason=f"linux-headers-{KERNEL_N} and -{KERNEL_N1} are not both installed",
+)
+def test_real_1_1_builds_carry_the_tested_kernels_profile_table_and_1_0_has_none():
+    untested_n1 = builder.build_module(KERNEL_N1, "1.1.0", tested_kernels=(KERNEL_N,))
+    tested_n1 = builder.build_module(KERNEL_N1, "1.1.0", tested_kernels=(KERNEL_N, KERNEL_N1))
+    old = builder.build_module(KERNEL_N1, "1.0.0", tested_kernels=(KERNEL_N,))
+
+    def table(ko: bytes) -> set[str]:
+        """The kernel releases among the module's constant strings (not its build note)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "m.ko").write_bytes(ko)
+            strings = subprocess.run(
+                ["readelf", "-p", ".rodata.str1.1", str(Path(tmp) / "m.ko")],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout
+        return {
+            k for k in (KERNEL_N, KERNEL_N1) if re.search(rf"\]\s+{re.escape(k)}$", strings, re.MULTILINE)
+        }
+
+    assert table(untested_n1) == {KERNEL_N}  # built for N-1, but only N has a profile
+    assert table(tested_n1) == {KERNEL_N, KERNEL_N1}
+    assert b"tbs_apply_kernel_profile" in untested_n1
+    assert b"tbs_apply_kernel_profile" not in old  # 1.0.0 has no profile code
+    assert builder._modinfo_value(untested_n1, "vermagic").startswith(f"{KERNEL_N1} ")
+    assert b"\0parm=contain_drops:" in untested_n1  # network containment's status
+    assert b"\0parm=contain_drops:" not in old
+
+
+# ---- the captured consoles (real guests) ---------------------------------------------------------
+
+
+def test_the_untested_kernel_console_is_a_null_dereference_in_the_profile_code():
+    text = (SAMPLE / "captured" / "untested-kernel-profile-oops-6.1.0-55.log").read_text(errors="replace")
+
+    report = parse_console(text)
+
+    assert report is not None
+    assert report.kind is CrashKind.NULL_DEREF
+    assert report.title == "BUG: kernel NULL pointer dereference in tbs_apply_kernel_profile [testbed_sensor]"
+    assert report.first_line == "BUG: kernel NULL pointer dereference, address: 0000000000000008"
+    assert "6.1.0-55-amd64" in text and "Comm: modprobe" in text
+    assert "Kernel panic" in text and "panic+" not in text  # an oops made fatal by oops=panic, no panic()
