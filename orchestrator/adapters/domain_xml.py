@@ -271,8 +271,7 @@ def compose_windows(spec: WindowsDomainSpec) -> DomainParts:
     if spec.domain_type != "kvm":
         # QEMU refuses the Hyper-V crash MSRs under TCG, and Windows would take hours to boot.
         raise ConfigurationError(
-            f"image {spec.image_name}: Windows guests need a KVM host; this host only offers "
-            "emulation (TCG)"
+            f"image {spec.image_name}: Windows guests need a KVM host; this host only offers emulation (TCG)"
         )
     return DomainParts(
         domain_type=spec.domain_type,
@@ -330,6 +329,12 @@ def mac_for(name: str) -> str:
     """A stable locally administered MAC in QEMU's 52:54:00 range, derived from the domain name."""
     digest = hashlib.sha256(name.encode()).digest()
     return "52:54:00:" + ":".join(f"{byte:02x}" for byte in digest[:3])
+
+
+def private_boot_paths(overlay: Path) -> tuple[Path, Path]:
+    """Where a direct-kernel-boot domain's own copies of the kernel and initrd live: beside its
+    disk overlay, removed with it."""
+    return overlay.with_name(f"{overlay.stem}.vmlinuz"), overlay.with_name(f"{overlay.stem}.initrd")
 
 
 def nvram_path(overlay: Path) -> Path:

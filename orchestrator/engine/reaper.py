@@ -23,8 +23,9 @@ from orchestrator.errors import InfrastructureError
 YOUNG_S = 60.0
 """A run directory this new may belong to a run whose process has not taken its lock yet."""
 
-# A cell's overlay, and a UEFI guest's copy of its variable store beside it (domain_xml.nvram_path).
-_OVERLAY = re.compile(r"^tb-(?P<run>\d{8}-\d{6}-[0-9a-f]{4})-.*(?:\.qcow2|_VARS\.fd)$")
+# A cell's overlay, and beside it a UEFI guest's copy of its variable store (domain_xml.nvram_path)
+# or a Linux guest's copies of its kernel and initrd (domain_xml.private_boot_paths).
+_OVERLAY = re.compile(r"^tb-(?P<run>\d{8}-\d{6}-[0-9a-f]{4})-.*(?:\.qcow2|_VARS\.fd|\.vmlinuz|\.initrd)$")
 
 
 @dataclass

@@ -74,6 +74,15 @@ class GuestFamily(Protocol):
 
 
 @runtime_checkable
+class StagesHostFiles(Protocol):
+    """A family whose domains need private files on the host before they start (Linux: its own copy
+    of the kernel and initrd, see linux/family.py). Local hosts only: the domain cell calls it
+    between creating the overlay and rendering the domain."""
+
+    def stage_host_files(self, plan: CellPlan, files: DomainFiles) -> None: ...
+
+
+@runtime_checkable
 class LeavesHostFiles(Protocol):
     """A family whose domains leave files on the host that libvirt keeps after a transient domain
     is gone (Windows: the per-domain UEFI variable store). The domain cell removes them at teardown.

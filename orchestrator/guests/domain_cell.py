@@ -36,6 +36,7 @@ from orchestrator.guests.channel import (
     GuestFamily,
     LeavesHostFiles,
     NotReadyError,
+    StagesHostFiles,
 )
 from orchestrator.guests.run_context import RunContext
 
@@ -99,6 +100,12 @@ class DomainCell:
         self._host.subscribe(self.domain, self._on_signal)
         overlay = self._host.create_overlay(self._pool_dir, self.overlay_name, record.disk)
         self._files = DomainFiles(self.console_log, overlay)
+        if self._host.config.is_local and isinstance(self._family, StagesHostFiles):
+            try:
+                self._family.stage_host_files(self.plan, self._files)
+            except OSError as exc:
+                problem = f"host {self.host_name}: cannot stage the domain's files: {exc}"
+                raise InfrastructureError(problem) from exc
         xml = self._family.domain_xml(self.plan, self.domain, self._files, self._run.domain_type(self._host))
         (self.cell_dir / "domain.xml").write_text(xml)
         self._started = True

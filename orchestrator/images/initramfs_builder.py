@@ -59,7 +59,7 @@ def build_initramfs_image(definition: InitramfsImage, kernel_source: ImageRecord
     if not BUSYBOX.is_file():
         raise InfrastructureError(f"{BUSYBOX} is missing: install busybox-static (run 'make setup')")
     out_dir.mkdir(parents=True)
-    shutil.copy2(kernel_source.kernel_image, out_dir / "vmlinuz")
+    shutil.copyfile(kernel_source.kernel_image, out_dir / "vmlinuz")  # not copy2: no libvirt labels (xattrs)
     (out_dir / "initrd.img").write_bytes(initramfs_bytes(definition.init, BUSYBOX.read_bytes()))
     # Every cell gets a disk, so control guests exercise the same clone and cleanup paths.
     run_tool(["qemu-img", "create", "-q", "-f", "qcow2", out_dir / "disk.qcow2", "64M"])

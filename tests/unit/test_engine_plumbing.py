@@ -199,14 +199,17 @@ def test_the_reaper_sweeps_dead_runs_and_leaves_live_and_finished_ones(tmp_path)
     host = LeftoverHost(
         [OwnedDomain(f"tb-{dead}-c1", dead, True), OwnedDomain(f"tb-{live}-c1", live, True),
          OwnedDomain("someone-elses-vm", None, True)],
-        [f"tb-{dead}-c1.qcow2", f"tb-{dead}-c2_VARS.fd", f"tb-{live}-c1.qcow2", "base.qcow2"],
+        [f"tb-{dead}-c1.qcow2", f"tb-{dead}-c2_VARS.fd", f"tb-{dead}-c1.vmlinuz", f"tb-{dead}-c1.initrd",
+         f"tb-{live}-c1.qcow2", f"tb-{live}-c1.vmlinuz", "base.qcow2"],
     )  # fmt: skip
     try:
         report = reap(runs, [(host, tmp_path / "pool")])
     finally:
         lock.release()
     assert host.removed == [f"tb-{dead}-c1"]
-    assert sorted(host.deleted) == [f"tb-{dead}-c1.qcow2", f"tb-{dead}-c2_VARS.fd"]
+    assert sorted(host.deleted) == sorted(
+        [f"tb-{dead}-c1.qcow2", f"tb-{dead}-c2_VARS.fd", f"tb-{dead}-c1.vmlinuz", f"tb-{dead}-c1.initrd"]
+    )
     assert report.interrupted_runs == [dead]
     closed = json.loads((runs / dead / "run.json").read_text())
     assert (closed["status"], closed["verdict"], closed["interrupted"]) == ("finished", "inconclusive", True)
