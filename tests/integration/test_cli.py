@@ -112,7 +112,7 @@ def test_dry_run_prints_the_validated_plan(matrix_file: Path, sample_candidates:
     )
 
     assert completed.returncode == 0, completed.stderr
-    plan = json.loads(completed.stdout)
+    plan = json.loads(completed.stdout)["plan"]  # beside it, "cells" only with --explain
     assert [cell["cell_id"] for cell in plan["cells"]] == ["debian12-kernel-n"]
     assert plan["cells"][0]["steps"] == [{"kind": "candidate", "name": "candidate"}]
 

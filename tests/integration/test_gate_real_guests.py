@@ -58,7 +58,8 @@ def test_good_candidate_passes_every_boot_on_kernels_n_and_n1(kernel_runs: Batch
         assert "install candidate" in phases
         assert "boot 2/2: stability window" in phases
         assert "boot 2/2: soak window" in phases
-        probes = [json.loads(line) for line in (Path(cell.evidence_dir or "") / "probes.jsonl").open()]
+        probes_file = Path(cell.evidence_dir or "") / "probes.jsonl"
+        probes = [json.loads(line) for line in probes_file.read_text().splitlines()]
         # every boot probed: the baseline, after install, after the reboot, after the soak
         assert [probe["boot"] for probe in probes] == [0, 0, 1, 1]
         assert all(probe["agent_ok"] and probe["ssh_ok"] for probe in probes)
