@@ -39,7 +39,7 @@ from orchestrator.core.records import CellResult, RunEvent, RunResult
 from orchestrator.engine.event_bus import EventBus, RunStore
 from orchestrator.engine.executor import CellExecutor, ThreadExecutor
 from orchestrator.engine.host_pool import HostPool
-from orchestrator.engine.reaper import ReapReport, reap
+from orchestrator.engine.reaper import ReapReport, reap, reap_run
 from orchestrator.engine.run_driver import Resumption, RunDriver
 from orchestrator.engine.run_files import RunFiles, Stores
 from orchestrator.errors import ConfigurationError, InfrastructureError, TestbedError
@@ -384,6 +384,9 @@ class Testbed:
         run_dir = self.settings.runs_dir / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(run_dir)
+        # The reaper spares a run whose directory changed in the last minute (its process may not
+        # hold its lock yet); this one is ours now, and what its dead process left must go.
+        reap_run(run_id, [(host, self.settings.pool_dir(host.config)) for host in self._hosts])
         give_up = f"the run was interrupted {resumes + 1} times" if resumes >= MAX_RESUMES else ""
         resumption = Resumption(tuple(finished), last_sequence, dict(attempts), give_up)
         return self._launch(prepared, run_id, run_dir, lock, priority=priority, resumed=resumption)

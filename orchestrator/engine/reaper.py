@@ -71,6 +71,15 @@ def reap(
     return report
 
 
+def reap_run(run_id: str, hosts: Sequence[tuple[LibvirtHost, Path]]) -> ReapReport:
+    """Sweep what earlier attempts of one run left: its caller holds the run's lock (a restarted
+    service resuming it), so nothing of the run is alive, however recently its directory changed."""
+    report = ReapReport()
+    for host, pool_dir in hosts:
+        _reap_host(host, pool_dir, lambda candidate: candidate == run_id, report)
+    return report
+
+
 def _reap_host(host: LibvirtHost, pool_dir: Path, is_dead: Callable[[str], bool], report: ReapReport) -> None:
     try:
         for domain in host.owned_domains():

@@ -57,11 +57,14 @@ class _Worker:
     def __init__(self, name: str, work: Callable[[threading.Event], None]) -> None:
         self.stop = threading.Event()
         self._thread = threading.Thread(target=work, args=(self.stop,), name=name, daemon=True)
+
+    def start(self) -> "_Worker":
         self._thread.start()
+        return self
 
     def cancel(self, join_s: float = 15.0) -> None:
         self.stop.set()
-        if self._thread is not threading.current_thread():
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=join_s)
 
 
@@ -86,6 +89,7 @@ class DomainCell:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._probe: _Worker | None = None
+        self._stopping: list[_Worker] = []  # probes told to stop, not joined yet
         self._step: _Worker | None = None
         self._started = False
         self._pool_dir = run.settings.pool_dir(host.config)
@@ -186,16 +190,28 @@ class DomainCell:
             stream.write(json.dumps(line, default=str) + "\n")
 
     def _replace_probe(self, worker: _Worker) -> None:
+        self.stop_probe()
+        self._join_stopped()  # never two probes on one guest at once
         with self._lock:
-            previous, self._probe = self._probe, worker
-        if previous is not None:
-            previous.cancel()
+            self._probe = worker
+        worker.start()
 
     def stop_probe(self) -> None:
+        """Tell the probe to stop without waiting: it may be blocked in an SSH or agent call for
+        seconds, and a cell being canceled must reach its teardown at once (fail-fast's 2 s). It
+        is joined before the next probe starts, or once the domain is gone."""
         with self._lock:
             probe, self._probe = self._probe, None
-        self._wake.set()
+            if probe is not None:
+                self._stopping.append(probe)
         if probe is not None:
+            probe.stop.set()
+        self._wake.set()
+
+    def _join_stopped(self) -> None:
+        with self._lock:
+            stopping, self._stopping = self._stopping, []
+        for probe in stopping:
             probe.cancel()
 
     def request_reboot(self, boot: int) -> None:
@@ -223,6 +239,7 @@ class DomainCell:
         worker = _Worker(f"step-{self.domain}", lambda stop: self._run_step(step, endpoint, stop))
         with self._lock:
             self._step = worker
+        worker.start()
 
     def _run_step(self, step: InstallStep, endpoint: GuestEndpoint, cancel: threading.Event) -> None:
         try:
@@ -310,7 +327,10 @@ class DomainCell:
         return text
 
     def teardown(self) -> None:
-        """Remove the domain and the overlay whatever happened; report every failure at the end."""
+        """Remove the domain and the overlay whatever happened; report every failure at the end.
+
+        The probe is only told to stop here and joined once the domain is gone: it may be blocked in
+        an SSH or agent call for seconds, which the guest's end cuts short (fail-fast's 2 s)."""
         self.stop_probe()
         self.cancel_step()
         self._host.unsubscribe(self.domain)
@@ -329,6 +349,7 @@ class DomainCell:
                         problems.append(str(again))
                 problems.append(str(exc))
                 break
+        self._join_stopped()
         if self._host.config.is_local:
             (self._host.config.log_dir / f"{self.domain}.log").unlink(missing_ok=True)
         self._remove_host_leftovers()

@@ -21,7 +21,7 @@ from orchestrator.adapters.run_lock import RunLock, run_is_alive
 from orchestrator.core.outcomes import CellOutcome, RunVerdict
 from orchestrator.core.records import CellResult, RunEvent, RunEventKind, RunResult
 from orchestrator.engine.event_bus import EventBus
-from orchestrator.engine.reaper import reap
+from orchestrator.engine.reaper import reap, reap_run
 from orchestrator.engine.run_files import RunFiles, Stores
 from orchestrator.guests.linux.probe_script import parse_facts, probe_script
 from tests.unit.test_domain_xml import assert_valid
@@ -181,6 +181,20 @@ class LeftoverHost:
 
     def delete_overlay(self, path, name):
         self.deleted.append(name)
+
+
+def test_a_resumed_run_sweeps_its_own_earlier_attempts_however_young():
+    """A restarted service resumes a run whose directory changed seconds before the kill: the
+    general reaper spares it (young), the resumption must not (CI: an overlay left behind)."""
+    run, other = "20261126-010000-aaaa", "20261126-010000-bbbb"
+    host = LeftoverHost(
+        [OwnedDomain(f"tb-{run}-c1", run, True), OwnedDomain(f"tb-{other}-c1", other, True)],
+        [f"tb-{run}-c1.qcow2", f"tb-{run}-c1.vmlinuz", f"tb-{other}-c1.qcow2", "base.qcow2"],
+    )
+    report = reap_run(run, [(host, Path("/pool"))])
+    assert host.removed == [f"tb-{run}-c1"]
+    assert sorted(host.deleted) == [f"tb-{run}-c1.qcow2", f"tb-{run}-c1.vmlinuz"]
+    assert report.domains == [f"tb-{run}-c1"] and not report.problems
 
 
 def test_the_reaper_sweeps_dead_runs_and_leaves_live_and_finished_ones(tmp_path):
