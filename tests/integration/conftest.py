@@ -1,7 +1,11 @@
 """Real libvirt + QEMU guests: golden images (built once, cached by digest), the sample
 candidates built against the images' kernel headers, and a check that nothing is left behind."""
 
+import fcntl
 import importlib.util
+import os
+import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +14,7 @@ from types import ModuleType
 import pytest
 
 from orchestrator.adapters.libvirt_host import LibvirtHost
+from orchestrator.adapters.run_lock import run_is_alive
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.records import CellResult, RunEvent, RunResult
 from orchestrator.engine.gate import RunHandle, Testbed, prepare_gate, run_gate
@@ -19,7 +24,7 @@ from orchestrator.images.definition import DebianImage, load_definitions
 from tests.conftest import IMAGE_DEFINITION_DIRS, REPO_ROOT
 
 GateRunner = Callable[..., tuple[RunResult, list[RunEvent]]]
-RESULT_WAIT_S = 1500.0  # a whole batch of cells on two slots; only reached if something hangs
+RESULT_WAIT_S = 2400.0  # a batch on two slots shared with other workers; reached only if something hangs
 
 
 def _load_sample_builder() -> ModuleType:
@@ -55,32 +60,51 @@ def kernels() -> list[str]:
     return [d.kernel for d in definitions.values() if isinstance(d, DebianImage)]
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A directory built by the first pytest-xdist worker that needs it and reused by the others of
+    the session (kernel modules take a minute of CPU to build, and the CPU runs the guests too)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's directory, shared by its workers
+    out = root / f"shared-{name}"
+    with (root / f"shared-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / ".built").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            build(out)
+            (out / ".built").touch()
+    return out
+
+
+def _build_sensor(out: Path, content: str, kernels: list[str]) -> None:
+    arguments = ["--out", str(out), "--content", content]
+    for kernel in kernels:
+        arguments += ["--kernel", kernel]
+    assert _load_sample_builder().main(arguments) == 0
+
+
 @pytest.fixture(scope="session")
 def sample_candidates(tmp_path_factory: pytest.TempPathFactory, kernels: list[str]) -> dict[str, Path]:
     """The sample sensor, built for every image kernel, with good and with zero-filled content."""
-    builder = _load_sample_builder()
-    root = tmp_path_factory.mktemp("candidates")
-    built = {}
-    for content in ("good", "zero-filled"):
-        out = root / content
-        arguments = ["--out", str(out), "--content", content]
-        for kernel in kernels:
-            arguments += ["--kernel", kernel]
-        assert builder.main(arguments) == 0
-        built[content] = out
-    root.chmod(0o755)
-    return built
+
+    def build(root: Path) -> None:
+        for content in ("good", "zero-filled"):
+            _build_sensor(root / content, content, kernels)
+        root.chmod(0o755)
+
+    root = built_once(tmp_path_factory, "candidates", build)
+    return {content: root / content for content in ("good", "zero-filled")}
 
 
 @pytest.fixture(scope="session")
 def candidate_without_kernel_n(tmp_path_factory: pytest.TempPathFactory, kernels: list[str]) -> Path:
     """The sample sensor built for every kernel but the first (N): its installer must refuse N."""
-    out = tmp_path_factory.mktemp("candidate-without-n") / "candidate"
-    arguments = ["--out", str(out), "--content", "good"]
-    for kernel in kernels[1:]:
-        arguments += ["--kernel", kernel]
-    assert _load_sample_builder().main(arguments) == 0
-    return out
+
+    def build(root: Path) -> None:
+        _build_sensor(root / "candidate", "good", kernels[1:])
+
+    return built_once(tmp_path_factory, "candidate-without-n", build) / "candidate"
 
 
 def find_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], list[Path]]:
@@ -96,11 +120,24 @@ def find_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], lis
     return domains, overlays
 
 
+_RUN_OF = re.compile(r"^tb-(?P<run>\d{8}-\d{6}-[0-9a-f]{4})-")
+
+
+def _of_a_finished_run(settings: Settings, name: str) -> bool:
+    """A domain or overlay no running gate accounts for. Under pytest-xdist other workers' runs are
+    still going when this one ends; a run that is still going holds its run lock."""
+    match = _RUN_OF.match(name)
+    return match is None or not run_is_alive(settings.runs_dir / match.group("run"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def nothing_left_behind(settings: Settings) -> Iterator[None]:
-    """After the whole suite: no testbed domain and no overlay, per libvirt and per filesystem."""
+    """After the session: no testbed domain and no overlay of a finished run, per libvirt and per
+    filesystem (the last worker to finish sees every run finished)."""
     yield
     domains, overlays = find_leftovers(settings)
+    domains = [name for name in domains if _of_a_finished_run(settings, name)]
+    overlays = [path for path in overlays if _of_a_finished_run(settings, path.name)]
     assert domains == [], f"testbed domains left behind: {domains}"
     assert overlays == [], f"overlays left behind: {overlays}"
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 KERNEL_N = "6.1.0-56-amd64"
 FAST = "debian12-kernel-n-fast"
-WINDOWS = "timeouts: {ready: 150, stability: 5, install: 600, soak: 30}"
+WINDOWS = "timeouts: {ready: 150, stability: 5, install: 600, soak: 30}"  # soak: the shortest allowed
 
 
 def _load(relative: str) -> ModuleType:
@@ -77,16 +77,10 @@ def dlp_product(settings: Settings) -> Path:
     return out
 
 
-VALIDATED_VARIANTS = [
-    "as-shipped",
-    "empty",
-    "zero-filled",
-    "truncated-header",
-    "truncated-half",
-    "bit-flips",
-    "oversized",
-    "count-plus-one:rule_count",
-]
+# The validating sensor meets the variants that crash the trusting one (every generated variant is
+# unit-tested, and the whole sweep on a guest is in samples/linux-sensor/captured/): two minutes of
+# a slot per cell under TCG.
+VALIDATED_VARIANTS = ["as-shipped", "zero-filled", "truncated-header"]
 TRUSTED_VARIANTS = ["zero-filled", "truncated-header"]
 
 

@@ -35,6 +35,7 @@ def restart_libvirtd() -> None:
     subprocess.run(["libvirtd", "-d"], check=True)
 
 
+@pytest.mark.exclusive
 def test_libvirtd_restarted_during_a_cell_is_never_passed_nor_hung(
     gate: GateRunner, sample_candidates: dict[str, Path]
 ) -> None:

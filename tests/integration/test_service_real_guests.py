@@ -192,9 +192,13 @@ def test_a_service_killed_mid_run_leaks_nothing_and_its_run_ends_after_the_resta
         ).json()
         created = Path(run_dir(settings, run["id"])).stat().st_mtime
         # Kill once the run is older than the reaper's grace for young runs, with its guest up:
-        # the first event after that moment (the guest boots, installs, reboots: events keep coming).
+        # the first event after that moment with the cell past provisioning (it may wait for a
+        # slot first; then it boots, installs, reboots: events keep coming).
         for message in stream(client, run["id"]):
-            if message.event == "cell_changed" and json.loads(message.data)["at"] > created + YOUNG_S + 2:
+            if message.event != "cell_changed":
+                continue
+            change = json.loads(message.data)
+            if change["at"] > created + YOUNG_S + 2 and change["state"] not in ("pending", "provisioning"):
                 break
         domains_before_kill, _ = find_leftovers(settings, run["id"])
         assert first.process is not None
