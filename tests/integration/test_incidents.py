@@ -196,7 +196,7 @@ def test_the_observe_policy_counts_crashes_into_a_boot_loop(incident_runs: Batch
     assert "3 crashes in 3 boots" in cell.reason
 
 
-def test_fail_fast_cancels_the_rest_instead_of_running_it_to_the_end(incident_runs: Batch) -> None:
+def test_fail_fast_cancels_the_rest_within_seconds(incident_runs: Batch) -> None:
     result = incident_runs.result("fail-fast")
     by_id = {cell.cell_id: cell for cell in result.cells}
     crashed, canceled = by_id[FAST], by_id["debian12-kernel-n"]
@@ -204,7 +204,7 @@ def test_fail_fast_cancels_the_rest_instead_of_running_it_to_the_end(incident_ru
     assert canceled.outcome is CellOutcome.CANCELED
     assert canceled.reason == f"fail-fast: {FAST} ended crashed"
     assert crashed.finished_at is not None and canceled.finished_at is not None
-    assert canceled.finished_at >= crashed.finished_at
-    # Stopped where it stood, not run to its end; how fast is measured in `make bench` (goal 2 s).
+    # Loosely (the goal, 2 s, is measured in `make bench`): stopped where it stood and torn down.
+    assert 0 <= canceled.finished_at - crashed.finished_at < 10
     phases = [timing.phase for timing in canceled.timings]
-    assert not any("soak" in phase or phase.startswith("boot 1/") for phase in phases), phases
+    assert not any("soak" in phase or phase.startswith("boot 2/") for phase in phases), phases

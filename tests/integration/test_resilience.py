@@ -96,7 +96,9 @@ def test_two_gates_at_once_never_run_more_cells_than_slots(
                 command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
             )
         )
-    outputs = [gate.communicate(timeout=600) for gate in gates]
+    outputs = [
+        gate.communicate(timeout=2400) for gate in gates
+    ]  # slots may be busy with other workers' cells
     results = [json.loads(stdout) for stdout, _ in outputs]
     assert [gate.returncode for gate in gates] == [0, 0], [stderr for _, stderr in outputs]
     spans = []

@@ -70,3 +70,11 @@ def test_a_remote_domain_boots_the_images_files(tmp_path):
     document = etree.fromstring(family.domain_xml(plan, domain, files, "kvm").encode())
     assert document.findtext("os/kernel") == str(record.kernel_image)
     assert document.findtext("os/initrd") == str(record.initrd)
+
+
+def test_an_emulated_guest_reports_rcu_stalls_after_a_minute_and_a_kvm_guest_as_the_kernel_does(tmp_path):
+    family, plan, domain, files, record = _cell(tmp_path, "qemu:///system")
+    tcg = etree.fromstring(family.domain_xml(plan, domain, files, "qemu").encode()).findtext("os/cmdline")
+    kvm = etree.fromstring(family.domain_xml(plan, domain, files, "kvm").encode()).findtext("os/cmdline")
+    assert tcg == f"{record.kernel_cmdline} rcupdate.rcu_cpu_stall_timeout=60"
+    assert kvm == record.kernel_cmdline

@@ -21,6 +21,19 @@ from orchestrator.guests.linux.console import console_crash_report
 from orchestrator.guests.run_context import RunContext
 from orchestrator.images.catalog import ImageRecord
 
+TCG_RCU_STALL_TIMEOUT_S = 60
+"""RCU stall reports after 60 s instead of the kernel's 21 s, on emulated CPUs only. A host busy with
+other guests can leave a TCG vCPU unscheduled for that long: measured in the suite, a good candidate
+on kernel N panicked with "rcu_preempt kthread starved for 5271 jiffies" (21 s) while three guests
+shared two cores. A stall that lasts a minute is still a titled panic; a KVM guest keeps the default.
+"""
+
+
+def _cmdline(image_cmdline: str, domain_type: str) -> str:
+    if domain_type == "kvm" or "rcu_cpu_stall_timeout=" in image_cmdline:
+        return image_cmdline
+    return f"{image_cmdline} rcupdate.rcu_cpu_stall_timeout={TCG_RCU_STALL_TIMEOUT_S}"
+
 
 class LinuxFamily:
     """Linux guests on one libvirt host, for one run."""
@@ -46,7 +59,7 @@ class LinuxFamily:
             vcpus=plan.resources.vcpus,
             kernel=kernel,
             initrd=initrd,
-            cmdline=record.kernel_cmdline,
+            cmdline=_cmdline(record.kernel_cmdline, domain_type),
             disk=files.overlay,
             network=self._run.settings.network_name,
             mac=mac_for(domain),
