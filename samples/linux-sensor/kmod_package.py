@@ -1,7 +1,7 @@
 """Build out-of-tree kernel modules and reproducible .tar.gz packages (stdlib only).
 
 Shared by the sample builders: samples/linux-sensor/build_candidate.py (which re-exports these
-names, as other samples import them from there) and samples/linux-dlp/build_product.py.
+names, as other samples import them from there) and kmod_product.py (the co-installed products).
 
 !!! Building is fine; never load a module built here on the build host -- only inside
 disposable guest VMs.

@@ -94,8 +94,18 @@ def test_product_yaml_has_the_dlp_agents_fields_and_loads_as_a_registered_produc
         "install_args": [],
         "health_check": "sh /var/lib/netguard/healthcheck.sh",
     }
-    dlp = SAMPLE.parent / "linux-dlp" / "build_product.py"
-    assert "install_args: []" in dlp.read_text()  # the same contract as the DLP agent's product
+    spec = importlib.util.spec_from_file_location(
+        "_dlp_builder", SAMPLE.parent / "linux-dlp" / "build_product.py"
+    )
+    assert spec is not None and spec.loader is not None
+    dlp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dlp)
+    dlp_manifest = yaml.safe_load(
+        dlp.render_product_yaml(version="2.3.0", package_name="p", package_sha256="0" * 64)
+    )
+    assert (
+        set(dlp_manifest) == set(manifest) and dlp_manifest["install_args"] == []
+    )  # the DLP agent's contract
     product = load_product(built.manifest)  # checks the pinned digest
     assert product.package_path == built.package.resolve()
     assert list(load_products(tmp_path / "products")) == ["netguard"]
