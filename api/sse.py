@@ -26,6 +26,9 @@ MEDIA_TYPE = "text/event-stream"
 RETRY_MS = 2000
 
 
+RESULT_POLL_S = 0.1  # between looks for a finished run's result (see follow)
+
+
 @dataclass(frozen=True)
 class StreamTiming:
     """How a stream paces itself (seconds)."""
@@ -81,11 +84,20 @@ async def follow(
             if progress is None:
                 return  # the run was deleted under us
             status, last_sequence, verdict = progress
-            if status is RunStatus.FINISHED and after >= last_sequence:
+            # "end" promises the result is readable: run_finished is stored a moment before the
+            # engine stores the result (CI: `testbed submit --wait` read 409 right after "end").
+            caught_up = status is RunStatus.FINISHED and after >= last_sequence
+            if caught_up and await _has_result(runs, run_id):
                 yield format_end(status, verdict)
                 return
             if time.monotonic() - quiet_since >= timing.keepalive_s:
                 yield ": keep-alive\n\n"
                 quiet_since = time.monotonic()
-            with anyio.move_on_after(timing.poll_s):
+            # The result follows run_finished within moments, and no news announces it: look again soon.
+            with anyio.move_on_after(RESULT_POLL_S if caught_up else timing.poll_s):
                 await news.wait()
+
+
+async def _has_result(runs: SqlRunStore, run_id: str) -> bool:
+    record = await run_in_threadpool(runs.get_run, run_id)
+    return record is None or record.result is not None

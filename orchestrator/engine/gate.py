@@ -428,13 +428,13 @@ class Testbed:
             priority=priority,
             retries=prepared.spec.retries,
             resumed=resumed,
-            record_result=self.store.finish_run,
         )
         handle = RunHandle(run_id, run_dir, driver)
 
         def work() -> None:
             try:
-                result = driver.run()  # stores its result before it announces run_finished
+                result = driver.run()
+                self.store.finish_run(result)  # the event stream's "end" waits for this
                 self._attest(run_dir, prepared)
             except BaseException as exc:  # noqa: BLE001 - the handle must always learn how it ended
                 handle._finished(None, exc)

@@ -93,7 +93,6 @@ class RunDriver:
         priority: int = 0,
         retries: int = 1,
         resumed: "Resumption | None" = None,
-        record_result: Callable[[RunResult], None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -109,7 +108,6 @@ class RunDriver:
         self._clock = clock
         self._monotonic = monotonic
         self._resumed = resumed
-        self._record_result = record_result
         self._sequence = resumed.last_sequence if resumed else 0
         self._event_lock = threading.Lock()
         self._inbox: queue.Queue[_Granted | _Finished | _Cancel] = queue.Queue()
@@ -415,9 +413,6 @@ class RunDriver:
             matrix_sha256=self.plan.matrix_sha256,
             matrix_source=self.plan.matrix_source,
         )
-        if self._record_result is not None:
-            # Stored before it is announced: whoever hears run_finished can read the result.
-            self._record_result(result)
         self.emit(
             RunEventKind.RUN_FINISHED,
             verdict=verdict.verdict,

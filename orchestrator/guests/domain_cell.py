@@ -284,7 +284,8 @@ class DomainCell:
                 evidence.warnings.append(f"domain state not read: {exc}")
         domain_log = self._copy_domain_log(evidence)
         if outcome is not CellOutcome.PASSED and self.console_log.exists():
-            self._let_the_console_settle()
+            if outcome is not CellOutcome.CANCELED:  # a guest stopped by us was printing no report
+                self._let_the_console_settle()  # (a booting one never falls quiet: fail-fast's 2 s)
             evidence.crash = self._family.crash_report(self.console_log, domain_log)
             if evidence.crash is not None:
                 (self.cell_dir / "crash.json").write_text(json.dumps(evidence.crash, indent=2) + "\n")

@@ -315,13 +315,13 @@ class SimulatedEngine:
             priority=priority,
             retries=prepared.spec.retries,
             resumed=resumed,
-            record_result=self.store.finish_run,
         )
         handle = RunHandle(run_id, run_dir, driver)
 
         def work() -> None:
             try:
-                result = driver.run()  # stores its result before it announces run_finished
+                result = driver.run()
+                self.store.finish_run(result)
             except BaseException as exc:  # noqa: BLE001 - the handle must learn how it ended
                 handle._finished(None, exc)
             else:

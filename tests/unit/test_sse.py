@@ -11,7 +11,7 @@ from api.cli.submit_command import SseMessage, parse_sse
 from api.live import EventBridge, RunWakeups
 from api.sse import StreamTiming, follow, format_end, format_event, resume_point
 from orchestrator.core.outcomes import CellState, RunVerdict
-from orchestrator.core.records import RunEvent, RunEventKind
+from orchestrator.core.records import RunEvent, RunEventKind, RunResult
 from orchestrator.engine.event_bus import EventBus
 from orchestrator.store import RunStatus, SqlRunStore, open_database
 
@@ -91,6 +91,28 @@ def store(tmp_path):
     database.close()
 
 
+def finish(store, sequence: int) -> None:
+    """What the engine does at a run's end: run_finished, then the result."""
+    store.append_event(
+        event(sequence, RunEventKind.RUN_FINISHED, verdict=RunVerdict.PASSED, data={"verdict": "passed"})
+    )
+    store.finish_run(
+        RunResult(
+            run_id="r",
+            matrix_name="m",
+            candidate_name="c",
+            candidate_version="1",
+            artifact_digests={},
+            verdict=RunVerdict.PASSED,
+            summary="all 1 cell(s) passed",
+            cells=[],
+            evidence_dir="/runs/r",
+            started_at=1000.0,
+            finished_at=1000.0 + sequence,
+        )
+    )
+
+
 async def collect(store, wakeups, after, timing) -> list[str]:
     return [chunk async for chunk in follow(store, wakeups, "r", after, timing)]
 
@@ -98,9 +120,7 @@ async def collect(store, wakeups, after, timing) -> list[str]:
 def test_a_finished_run_is_replayed_after_the_given_event_then_ended(store):
     for sequence in range(1, 4):
         store.append_event(event(sequence, cell_id="n", state=CellState.BOOTING))
-    store.append_event(
-        event(4, RunEventKind.RUN_FINISHED, verdict=RunVerdict.PASSED, data={"verdict": "passed"})
-    )
+    finish(store, 4)
 
     chunks = asyncio.run(collect(store, RunWakeups(), 2, StreamTiming(page=1)))
 
@@ -127,6 +147,11 @@ def test_live_events_wake_the_stream_long_before_its_poll(store):
             bus.publish(
                 event(2, RunEventKind.RUN_FINISHED, verdict=RunVerdict.PASSED, data={"verdict": "passed"})
             )
+            store.finish_run(
+                RunResult(
+                    "r", "m", "c", "1", {}, RunVerdict.PASSED, "all passed", [], "/runs/r", 1000.0, 1002.0
+                )
+            )
 
         stream = asyncio.ensure_future(collect(store, wakeups, 0, StreamTiming(poll_s=60)))
         await asyncio.sleep(0)  # the stream reads the (empty) store and waits for news
@@ -150,3 +175,25 @@ def test_a_quiet_stream_keeps_the_connection_alive_and_ends_at_its_limit(store):
     assert chunks[0].startswith("retry:")
     assert ": keep-alive\n\n" in chunks
     assert not any(chunk.startswith("event:") for chunk in chunks)
+
+
+def test_the_end_waits_for_the_result_that_follows_run_finished(store):
+    """ "end" tells a client the result is readable (testbed submit --wait reads it at once)."""
+    store.append_event(
+        event(1, RunEventKind.RUN_FINISHED, verdict=RunVerdict.PASSED, data={"verdict": "passed"})
+    )
+
+    async def scenario() -> tuple[list[str], bool]:
+        stream = asyncio.ensure_future(collect(store, RunWakeups(), 0, StreamTiming(poll_s=60)))
+        await asyncio.sleep(0.5)
+        ended_early = stream.done()
+        store.finish_run(
+            RunResult("r", "m", "c", "1", {}, RunVerdict.PASSED, "ok", [], "/runs/r", 1000.0, 1001.0)
+        )
+        return await asyncio.wait_for(stream, timeout=20), ended_early
+
+    chunks, ended_early = asyncio.run(scenario())
+
+    assert not ended_early
+    messages = list(parse_sse("".join(chunks).splitlines()))
+    assert [m.event for m in messages] == ["run_finished", "end"]
