@@ -78,7 +78,7 @@ class RunProgress:
         if event.kind is not RunEventKind.CELL_CHANGED or event.cell_id is None:
             return
         with self._lock:
-            row = self._rows[event.cell_id]
+            row = self._row(event.cell_id)
             row.host = event.host or row.host
             row.state = str(event.state)
             row.phase = one_line(event.phase, 120)
@@ -91,6 +91,17 @@ class RunProgress:
             outcome = f" -> {event.outcome}" if event.outcome else ""
             line = f"[{elapsed:7.1f}s] {event.cell_id:<28} {row.state:<12} {row.phase}{outcome}"
             self._console.print(Text(line), highlight=False)
+
+    def _row(self, cell_id: str) -> _Row:
+        """A planned cell's row; a control twin (run only when its cell failed) gets one when it
+        starts, with its cell's kernel (its id is the cell's, then "~control")."""
+        row = self._rows.get(cell_id)
+        if row is None:
+            twin_of = next(
+                (known for cell, known in self._rows.items() if cell_id.startswith(f"{cell}~")), None
+            )
+            row = self._rows[cell_id] = _Row(kernel=twin_of.kernel if twin_of else "")
+        return row
 
     def table(self) -> Table:
         table = Table(title=Text(f"cells ({time.monotonic() - self._started:.0f}s)"), expand=False)

@@ -9,6 +9,7 @@ connected hosts, the host pool, the event bus and the run store. ``Testbed.start
 import base64
 import hashlib
 import json
+import logging
 import secrets
 import shutil
 import threading
@@ -51,6 +52,8 @@ from orchestrator.products import Product, load_products
 PLAYBOOKS_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 MAX_RESUMES = 1
 """How often a run is picked up again after its process died before its leftover cells give up."""
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -511,7 +514,10 @@ def run_gate(
 
         def forward() -> None:
             for event in subscription:
-                publish(event)
+                try:
+                    publish(event)
+                except Exception:  # noqa: BLE001 - a display's bug must not silence the run
+                    _log.exception("the run's event listener failed on event %s", event.sequence)
 
         pump = threading.Thread(target=forward, name="gate-events", daemon=True)
         pump.start()

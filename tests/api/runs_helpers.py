@@ -2,6 +2,7 @@
 waited for by reading its event stream until the service says it ended)."""
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -64,13 +65,29 @@ def follow(
     return messages
 
 
+def follow_to_end(client: httpx.Client, run_id: str, deadline_s: float = 2400.0) -> list[SseMessage]:
+    """Every message until the run's ``end``, reconnecting after the last event as a real client
+    does when a stream closes first (the service caps a stream's life; a run may wait long for a
+    host slot)."""
+    messages: list[SseMessage] = []
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        last = next((m.id for m in reversed(messages) if m.id is not None), None)
+        headers = {"Last-Event-ID": last} if last is not None else None
+        for message in stream(client, run_id, headers):
+            messages.append(message)
+            if message.event == "end":
+                return messages
+    raise AssertionError(f"run {run_id} did not end within {deadline_s:g}s")
+
+
 def events_of(messages: list[SseMessage]) -> list[dict]:
     return [json.loads(m.data) for m in messages if m.event != "end"]
 
 
 def finish(client: httpx.Client, run_id: str) -> dict:
     """The run once it has finished (its stream followed to the end)."""
-    follow(client, run_id)
+    follow_to_end(client, run_id)
     run: dict = client.get(f"/api/v1/runs/{run_id}").json()
     assert run["status"] == "finished", run
     return run

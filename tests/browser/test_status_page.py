@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
-from orchestrator.core.records import CellResult, RunEvent, RunEventKind
+from orchestrator.core.records import CellResult, RunEvent, RunEventKind, RunResult
 from orchestrator.store import SqlRunStore, open_database
 from tests.api.conftest import Service, running_service
 
@@ -169,6 +169,21 @@ def test_a_viewer_logs_in_and_watches_a_cell_change_state_without_a_reload(page,
             verdict=RunVerdict.FAILED,
             detail="1 of 2 cell(s) failed: debian12-kernel-n",
             data={"verdict": "failed"},
+        )
+    )
+    store.finish_run(  # as the engine does right after run_finished: the stream's "end" waits for it
+        RunResult(
+            run_id,
+            "m",
+            "testbed-sensor",
+            "1.0.0",
+            {},
+            RunVerdict.FAILED,
+            "1 of 2 cell(s) failed: debian12-kernel-n",
+            [crashed],
+            "",
+            1000.0,
+            1091.0,
         )
     )
     page.wait_for_function("() => document.getElementById('live-status').textContent === 'finished'")

@@ -29,7 +29,7 @@ from orchestrator.core.records import CellResult, RunResult
 from orchestrator.engine.reaper import YOUNG_S
 from orchestrator.store import SqlRunStore, open_database
 from tests.api.conftest import TESTBED, Service, create_token, running_service
-from tests.api.runs_helpers import events_of, finish, follow, stream
+from tests.api.runs_helpers import events_of, finish, follow_to_end, stream
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import find_leftovers
 
@@ -157,7 +157,7 @@ def test_two_runs_submitted_at_once_share_the_host_pool(service, sample_candidat
             ).json()
             for n in (1, 2)
         ]
-        events = [event for run in runs for event in events_of(follow(client, run["id"]))]
+        events = [event for run in runs for event in events_of(follow_to_end(client, run["id"]))]
         finished = [client.get(f"/api/v1/runs/{run['id']}").json() for run in runs]
 
     assert [(run["status"], run["cells"][0]["state"]) for run in finished] == [("finished", "done")] * 2
@@ -210,7 +210,7 @@ def test_a_service_killed_mid_run_leaks_nothing_and_its_run_ends_after_the_resta
         domains_at_restart, overlays_at_restart = find_leftovers(settings, run["id"])
         ended = finish(client, run["id"])
         after = client.get(f"/api/v1/runs/{earlier}").json()
-        everything = events_of(follow(client, run["id"]))
+        everything = events_of(follow_to_end(client, run["id"]))
 
     assert domains_before_kill == [f"tb-{run['id']}-{FAST_IMAGE}"]
     assert f"tb-{run['id']}-{FAST_IMAGE}" not in domains_at_restart

@@ -149,3 +149,20 @@ def test_live_lines_without_a_terminal_show_phases_as_safe_text():
     (line,) = out.getvalue().splitlines()
     assert line.endswith("n                            installing   installing [bold]candidate now")
     assert "\x1b" not in line
+
+
+def test_a_control_twin_gets_a_row_of_its_own_when_it_starts():
+    """Twins are not in the plan: the CLI's event thread once died on the first one (KeyError)."""
+    plan = RunPlan("m", "sensor", "1.1.0", {}, False, (build_plan(cell_id="n"),))
+    out_console, out = console()
+    with RunProgress(out_console, plan) as progress:
+        progress(
+            RunEvent(
+                "r1", 1, 0.0, RunEventKind.CELL_CHANGED, cell_id="n~control", state=CellState.PROVISIONING
+            )
+        )
+        table = progress.table()
+    assert out.getvalue().split("]", 1)[1].split() == ["n~control", "provisioning"]
+    assert table.row_count == 2
+    kernels = [str(text) for text in table.columns[1].cells]
+    assert kernels == ["6.1.0-56-amd64"] * 2  # the twin's kernel is its cell's
