@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
+from orchestrator.adapters.atomic_file import replace_file
 from orchestrator.attest.dsse import IN_TOTO_PAYLOAD_TYPE, envelope_bytes, sign_envelope
 from orchestrator.attest.run_facts import SHA256_HEX, RunFacts, run_facts
 from orchestrator.attest.sslib import Signer
@@ -74,9 +75,7 @@ def read_run(run_dir: Path) -> RunFacts:
 
 
 def _write(path: Path, content: bytes) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(content)
-    temporary.replace(path)  # never a half-written attestation
+    replace_file(path, content)  # never a half-written attestation
 
 
 def attest_run(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.adapters.atomic_file import replace_file
 from orchestrator.adapters.libvirt_host import LibvirtHost
 from orchestrator.adapters.run_lock import run_is_alive
 from orchestrator.errors import InfrastructureError
@@ -114,7 +115,5 @@ def _close_run(run_dir: Path, report: ReapReport, at: float) -> None:
         finished_at=at,
         interrupted=True,
     )
-    temporary = run_json.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    temporary.replace(run_json)
+    replace_file(run_json, json.dumps(data, indent=2) + "\n")
     report.interrupted_runs.append(run_dir.name)

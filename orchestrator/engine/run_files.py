@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from orchestrator.adapters.atomic_file import replace_file
 from orchestrator.core.records import RunEvent, RunResult
 from orchestrator.engine.event_bus import RunStore
 
@@ -56,9 +57,7 @@ class RunFiles:
 
     def _write(self, run_id: str, data: dict[str, object]) -> None:
         path = self._runs_dir / run_id / "run.json"
-        temporary = path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        temporary.replace(path)  # never a half-written run.json, whatever kills us
+        replace_file(path, json.dumps(data, indent=2, default=str) + "\n")  # never half a run.json
 
 
 class Stores:

@@ -7,12 +7,11 @@ firmware fields existed load unchanged: the fields default to a direct-boot imag
 """
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.adapters.atomic_file import replace_file
 from orchestrator.core.plan import ImageFacts
 from orchestrator.errors import ConfigurationError, InfrastructureError
 
@@ -117,9 +116,4 @@ class ImageCatalog:
         records[record.name] = record
         self.images_dir.mkdir(parents=True, exist_ok=True)
         payload = {name: entry.model_dump(mode="json") for name, entry in sorted(records.items())}
-        handle, temporary = tempfile.mkstemp(dir=self.images_dir, prefix=".catalog-", suffix=".json")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2)
-            stream.write("\n")
-        Path(temporary).chmod(0o644)
-        Path(temporary).replace(self.path)
+        replace_file(self.path, json.dumps(payload, indent=2) + "\n")

@@ -5,7 +5,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -230,6 +232,30 @@ def test_the_reaper_sweeps_dead_runs_and_leaves_live_and_finished_ones(tmp_path)
     assert not (runs / dead / "work").exists()  # the run's SSH key and staged copies
     assert (runs / live / "work").exists()
     assert json.loads((runs / finished / "run.json").read_text())["verdict"] == "passed"  # never touched
+
+
+def test_two_reapers_closing_the_same_dead_runs_at_once_both_succeed(tmp_path):
+    """Every gate and service start reaps; parallel starts close the same dead run at the same
+    moment (CI: one renamed the other's temporary run.json away and its gate failed to open)."""
+    runs = tmp_path / "runs"
+    dead = [f"20261126-01{index:04d}-aaaa" for index in range(60)]
+    old = time.time() - 3600
+    for run_id in dead:
+        (runs / run_id).mkdir(parents=True)
+        (runs / run_id / "run.json").write_text(json.dumps({"run_id": run_id, "status": "running"}))
+        os.utime(runs / run_id, (old, old))
+    start = threading.Barrier(4)
+
+    def reaper() -> None:
+        start.wait()
+        reap(runs, [])
+
+    with ThreadPoolExecutor(4) as pool:
+        for done in [pool.submit(reaper) for _ in range(4)]:
+            done.result()  # raises what a reaper raised
+    for run_id in dead:
+        assert json.loads((runs / run_id / "run.json").read_text())["verdict"] == "inconclusive"
+        assert [path.name for path in (runs / run_id).iterdir()] == ["run.json"]  # no temporary left
 
 
 def test_the_reaper_leaves_a_run_directory_too_young_to_hold_its_lock_yet(tmp_path):
