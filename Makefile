@@ -59,7 +59,7 @@ unit: setup
 # after the rest. (Three guests on two cores was tried: a starved vCPU panicked a good candidate's
 # guest with an RCU stall. The testbed never overloads its own host.)
 test: lint images
-	@$(VENV)/bin/pytest -q -n 8 --dist loadfile --no-loadscope-reorder -m "not exclusive" \
+	@$(VENV)/bin/pytest -q -n 8 --dist loadfile --no-loadscope-reorder -m "not exclusive" --durations 25 \
 		tests/integration tests/api tests/browser tests/unit
 	@$(VENV)/bin/pytest -q -m exclusive
 
