@@ -26,7 +26,7 @@ MEDIA_TYPE = "text/event-stream"
 RETRY_MS = 2000
 
 
-RESULT_POLL_S = 0.1  # between looks for a finished run's result (see follow)
+RESULT_POLL_S = 0.1  # the first wait for a finished run's result (see follow), doubling up to poll_s
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,7 @@ async def follow(
 ) -> AsyncIterator[str]:
     """The stream of ``run_id`` after sequence ``after``, until the run is finished (or ``max_s``)."""
     started = quiet_since = time.monotonic()
+    result_wait = RESULT_POLL_S
     yield f"retry: {RETRY_MS}\n\n"
     with wakeups.listen(run_id) as news:
         while time.monotonic() - started < timing.max_s:
@@ -87,17 +88,16 @@ async def follow(
             # "end" promises the result is readable: run_finished is stored a moment before the
             # engine stores the result (CI: `testbed submit --wait` read 409 right after "end").
             caught_up = status is RunStatus.FINISHED and after >= last_sequence
-            if caught_up and await _has_result(runs, run_id):
+            if caught_up and await run_in_threadpool(runs.has_result, run_id):
                 yield format_end(status, verdict)
                 return
             if time.monotonic() - quiet_since >= timing.keepalive_s:
                 yield ": keep-alive\n\n"
                 quiet_since = time.monotonic()
-            # The result follows run_finished within moments, and no news announces it: look again soon.
-            with anyio.move_on_after(RESULT_POLL_S if caught_up else timing.poll_s):
+            # The result follows run_finished within moments and no news announces it: look again
+            # soon, then less often (an engine that died in between leaves it missing for good).
+            wait = min(result_wait, timing.poll_s) if caught_up else timing.poll_s
+            if caught_up:
+                result_wait *= 2
+            with anyio.move_on_after(wait):
                 await news.wait()
-
-
-async def _has_result(runs: SqlRunStore, run_id: str) -> bool:
-    record = await run_in_threadpool(runs.get_run, run_id)
-    return record is None or record.result is not None

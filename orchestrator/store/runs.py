@@ -181,6 +181,12 @@ class SqlRunStore:
             return None
         return RunStatus(row[0]), int(row[1]), RunVerdict(row[2]) if row[2] else None
 
+    def has_result(self, run_id: str) -> bool:
+        """Whether the engine's result is stored (a deleted run has nothing more to wait for)."""
+        with self._database.session() as session:
+            row = session.execute(select(RunRow.result).where(RunRow.id == run_id)).first()
+        return row is None or row[0] is not None
+
     def get_cell(self, run_id: str, cell_id: str) -> CellRecord | None:
         with self._database.session() as session:
             row = session.get(CellRow, (run_id, cell_id))

@@ -134,7 +134,9 @@ def test_closing_events_move_the_stored_run_to_finished(tmp_path):
         )
         for event in events:
             store.append_event(event)
+        assert not store.has_result("r")  # run_finished is stored, the result not yet
         store.finish_run(result)
+        assert store.has_result("r") and store.has_result("deleted")  # nothing more to wait for
 
         closed = store.get_run("r")
         assert closed is not None
