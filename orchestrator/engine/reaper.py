@@ -24,9 +24,16 @@ from orchestrator.errors import InfrastructureError
 YOUNG_S = 60.0
 """A run directory this new may belong to a run whose process has not taken its lock yet."""
 
+_OF_A_RUN = re.compile(r"^tb-(?P<run>\d{8}-\d{6}-[0-9a-f]{4})-")
 # A cell's overlay, and beside it a UEFI guest's copy of its variable store (domain_xml.nvram_path)
 # or a Linux guest's copies of its kernel and initrd (domain_xml.private_boot_paths).
-_OVERLAY = re.compile(r"^tb-(?P<run>\d{8}-\d{6}-[0-9a-f]{4})-.*(?:\.qcow2|_VARS\.fd|\.vmlinuz|\.initrd)$")
+_CELL_FILE_ENDINGS = (".qcow2", "_VARS.fd", ".vmlinuz", ".initrd")
+
+
+def run_id_of(name: str) -> str | None:
+    """The run a testbed domain or cell file is named after (None: not the testbed's)."""
+    match = _OF_A_RUN.match(name)
+    return match.group("run") if match else None
 
 
 @dataclass
@@ -89,8 +96,8 @@ def _reap_host(host: LibvirtHost, pool_dir: Path, is_dead: Callable[[str], bool]
                 report.domains.append(domain.name)
         host.refresh_pool(pool_dir)
         for name in host.overlay_names(pool_dir):
-            match = _OVERLAY.match(name)
-            if match and is_dead(match.group("run")):
+            run_id = run_id_of(name) if name.endswith(_CELL_FILE_ENDINGS) else None
+            if run_id is not None and is_dead(run_id):
                 host.delete_overlay(pool_dir, name)
                 report.overlays.append(name)
     except InfrastructureError as exc:

@@ -4,7 +4,6 @@ candidates built against the images' kernel headers, and a check that nothing is
 import fcntl
 import importlib.util
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from orchestrator.adapters.run_lock import run_is_alive
 from orchestrator.config import Settings, load_settings
 from orchestrator.core.records import CellResult, RunEvent, RunResult
 from orchestrator.engine.gate import RunHandle, Testbed, prepare_gate, run_gate
+from orchestrator.engine.reaper import run_id_of
 from orchestrator.images.build import build_images
 from orchestrator.images.catalog import ImageRecord
 from orchestrator.images.definition import DebianImage, load_definitions
@@ -120,14 +120,11 @@ def find_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], lis
     return domains, overlays
 
 
-_RUN_OF = re.compile(r"^tb-(?P<run>\d{8}-\d{6}-[0-9a-f]{4})-")
-
-
 def _of_a_finished_run(settings: Settings, name: str) -> bool:
     """A domain or overlay no running gate accounts for. Under pytest-xdist other workers' runs are
     still going when this one ends; a run that is still going holds its run lock."""
-    match = _RUN_OF.match(name)
-    return match is None or not run_is_alive(settings.runs_dir / match.group("run"))
+    run_id = run_id_of(name)
+    return run_id is None or not run_is_alive(settings.runs_dir / run_id)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,7 +23,7 @@ from orchestrator.adapters.run_lock import RunLock, run_is_alive
 from orchestrator.core.outcomes import CellOutcome, RunVerdict
 from orchestrator.core.records import CellResult, RunEvent, RunEventKind, RunResult
 from orchestrator.engine.event_bus import EventBus
-from orchestrator.engine.reaper import reap, reap_run
+from orchestrator.engine.reaper import reap, reap_run, run_id_of
 from orchestrator.engine.run_files import RunFiles, Stores
 from orchestrator.guests.linux.probe_script import parse_facts, probe_script
 from tests.unit.test_domain_xml import assert_valid
@@ -197,6 +197,8 @@ def test_a_resumed_run_sweeps_its_own_earlier_attempts_however_young():
     assert host.removed == [f"tb-{run}-c1"]
     assert sorted(host.deleted) == [f"tb-{run}-c1.qcow2", f"tb-{run}-c1.vmlinuz"]
     assert report.domains == [f"tb-{run}-c1"] and not report.problems
+    names = (f"tb-{run}-c1.initrd", "base.qcow2", "tb-x-c1")
+    assert [run_id_of(name) for name in names] == [run, None, None]
 
 
 def test_the_reaper_sweeps_dead_runs_and_leaves_live_and_finished_ones(tmp_path):
