@@ -65,20 +65,25 @@ def follow(
     return messages
 
 
-def follow_to_end(client: httpx.Client, run_id: str, deadline_s: float = 2400.0) -> list[SseMessage]:
+def messages_until_end(client: httpx.Client, run_id: str, deadline_s: float = 2400.0) -> Iterator[SseMessage]:
     """Every message until the run's ``end``, reconnecting after the last event as a real client
     does when a stream closes first (the service caps a stream's life; a run may wait long for a
     host slot)."""
-    messages: list[SseMessage] = []
+    last: str | None = None
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        last = next((m.id for m in reversed(messages) if m.id is not None), None)
         headers = {"Last-Event-ID": last} if last is not None else None
         for message in stream(client, run_id, headers):
-            messages.append(message)
+            yield message
             if message.event == "end":
-                return messages
+                return
+            last = message.id if message.id is not None else last
     raise AssertionError(f"run {run_id} did not end within {deadline_s:g}s")
+
+
+def follow_to_end(client: httpx.Client, run_id: str, deadline_s: float = 2400.0) -> list[SseMessage]:
+    """Every message until the run's ``end`` (see messages_until_end)."""
+    return list(messages_until_end(client, run_id, deadline_s))
 
 
 def events_of(messages: list[SseMessage]) -> list[dict]:

@@ -29,7 +29,7 @@ from orchestrator.core.records import CellResult, RunResult
 from orchestrator.engine.reaper import YOUNG_S
 from orchestrator.store import SqlRunStore, open_database
 from tests.api.conftest import TESTBED, Service, create_token, running_service
-from tests.api.runs_helpers import events_of, finish, follow_to_end, stream
+from tests.api.runs_helpers import events_of, finish, follow_to_end, messages_until_end
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import find_leftovers
 
@@ -193,8 +193,9 @@ def test_a_service_killed_mid_run_leaks_nothing_and_its_run_ends_after_the_resta
         created = Path(run_dir(settings, run["id"])).stat().st_mtime
         # Kill once the run is older than the reaper's grace for young runs, with its guest up:
         # the first event after that moment with the cell past provisioning (it may wait for a
-        # slot first; then it boots, installs, reboots: events keep coming).
-        for message in stream(client, run["id"]):
+        # slot first, longer than one stream lives; then it boots, installs, reboots: events keep
+        # coming).
+        for message in messages_until_end(client, run["id"]):
             if message.event != "cell_changed":
                 continue
             change = json.loads(message.data)
