@@ -447,14 +447,28 @@ class LibvirtHost:
             raise InfrastructureError(f"host {self.name}: cannot inject an NMI into {name}: {exc}") from exc
 
     def reset_crashed(self, name: str) -> None:
-        """Make a crashed guest (kept paused by on_crash=preserve) boot again: reset, then resume."""
+        """Make a crashed guest boot again: pause it, reset it, resume it.
+
+        A crashed guest keeps running in QEMU (``_let_panics_print``) while libvirt calls it
+        CRASHED. libvirt turns a reset of a crashed domain into PAUSED, and only QEMU's RESUME
+        event makes it RUNNING again; resuming a QEMU that never stopped sends none, so the
+        rebooted guest ran while libvirt refused every agent command ("domain is not running")
+        and the cell timed out as hung. Pausing first gives the resume a real stop to undo.
+        """
         domain = self._require(name)
         try:
+            if domain.state()[0] != libvirt.VIR_DOMAIN_PAUSED:
+                domain.suspend()
             domain.reset(0)
-            if domain.state()[0] in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_CRASHED):
-                domain.resume()
+            domain.resume()
+            state = domain.state()
         except libvirt.libvirtError as exc:
             raise InfrastructureError(f"host {self.name}: cannot reset the crashed {name}: {exc}") from exc
+        if state[0] != libvirt.VIR_DOMAIN_RUNNING:
+            raise InfrastructureError(
+                f"host {self.name}: the crashed {name} was reset and resumed, but libvirt reports "
+                f"state {state[0]} (reason {state[1]}), not running"
+            )
 
     def _require(self, name: str) -> libvirt.virDomain:
         domain = self._domain(name)
