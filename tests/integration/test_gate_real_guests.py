@@ -17,9 +17,12 @@ TESTBED_VERIFY = [str(Path(sys.executable).parent / "testbed"), "verify"]
 
 pytestmark = pytest.mark.integration
 
+# The whole OS (systemd, sshd, the sensor loaded by modules-load.d) on kernel N; kernel N-1, the
+# kernel the 2024-04 customers ran, on its fast-boot image: there the kernel is the point, and a
+# second full Debian cost the suite five minutes of a slot.
 KERNELS_MATRIX = """
 name: kernels-n-and-n1
-images: [debian12-kernel-n, debian12-kernel-n1]
+images: [debian12-kernel-n, debian12-kernel-n1-fast]
 reboots: 1
 timeouts: {ready: 420, stability: 10, install: 600, soak: 30}
 """
@@ -56,7 +59,7 @@ def test_good_candidate_passes_every_boot_on_kernels_n_and_n1(kernel_runs: Batch
     assert result.verdict is RunVerdict.PASSED, result.summary
     assert {cell.cell_id: cell.outcome for cell in result.cells} == {
         "debian12-kernel-n": CellOutcome.PASSED,
-        "debian12-kernel-n1": CellOutcome.PASSED,
+        "debian12-kernel-n1-fast": CellOutcome.PASSED,
     }
     for cell in result.cells:
         console = (Path(cell.evidence_dir or "") / "console.log").read_text(errors="replace")

@@ -25,7 +25,12 @@ from orchestrator.core.records import CellResult, RunEvent, RunEventKind, RunRes
 from orchestrator.engine.event_bus import EventBus
 from orchestrator.engine.reaper import reap, reap_run, run_id_of
 from orchestrator.engine.run_files import RunFiles, Stores
-from orchestrator.guests.linux.probe_script import parse_facts, probe_script
+from orchestrator.guests.linux.probe_script import (
+    health_command_line,
+    parse_facts,
+    parse_health,
+    probe_script,
+)
 from tests.unit.test_domain_xml import assert_valid
 
 pytestmark = pytest.mark.unit
@@ -281,6 +286,29 @@ def test_probe_facts_are_parsed_from_the_guests_answer():
     assert (facts.boot_id, facts.tainted) == ("3916ae39-6cca", 12288)
     assert facts.sysctls == {"kernel.panic_on_oops": "1", "kernel.panic": "0"}
     assert parse_facts("tainted=?\n").tainted is None
+
+
+@pytest.mark.parametrize(
+    ("check", "expected"),
+    [
+        ("echo 'sensor: ok'", (0, "sensor: ok")),
+        ("echo 'it said: testbed-health-rc=0'; exit 5", (5, "it said: testbed-health-rc=0")),
+        ("echo 'oops' >&2; exit 255", (255, "oops")),  # not ssh's 255: the check's own
+        ("exit 3", (3, "")),
+        ("sleep 5", (124, "")),  # the time limit
+    ],
+)
+def test_the_health_check_runs_in_the_probes_connection_and_reports_its_own_status(check, expected):
+    """What the guest's shell runs, run here by sh: the line always exits 0, the status is parsed."""
+    completed = subprocess.run(
+        ["sh", "-c", health_command_line(check, 0.5)], capture_output=True, text=True, check=False
+    )
+    assert completed.returncode == 0
+    assert parse_health(completed.stdout) == expected
+
+
+def test_a_health_answer_cut_short_has_no_status():
+    assert parse_health("half an answer") == (None, "half an answer")
 
 
 # -- the guest network -------------------------------------------------------------------------------

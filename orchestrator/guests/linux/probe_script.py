@@ -2,6 +2,7 @@
 which the candidate may have cut): boot id, taint, and the panic sysctls. A shell script out, plain
 ``key=value`` lines back."""
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -44,3 +45,23 @@ def parse_facts(output: str) -> GuestFacts:
             key.removeprefix("sysctl."): value for key, value in values.items() if key.startswith("sysctl.")
         },
     )
+
+
+HEALTH_RC_MARK = "testbed-health-rc="
+
+
+def health_command_line(command: str, limit_s: float) -> str:
+    """The candidate's health check, bounded in time, run over the probe's one SSH connection.
+
+    Its exit status comes back as the output's last line, and the line itself always exits 0:
+    ssh's own 255 (no connection) then never mixes with a check that happens to exit 255.
+    """
+    return f"timeout {limit_s:g} sh -c {shlex.quote(command)} 2>&1; printf '\\n{HEALTH_RC_MARK}%s\\n' \"$?\""
+
+
+def parse_health(output: str) -> tuple[int | None, str]:
+    """(the check's exit status, what it printed); None when the status line never came back."""
+    text, mark, status = output.rstrip("\n").rpartition("\n" + HEALTH_RC_MARK)
+    if not mark:
+        return None, output
+    return (int(status) if status.strip().isdigit() else None), text.rstrip("\n")
