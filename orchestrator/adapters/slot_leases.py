@@ -3,7 +3,10 @@
 A cell holds one slot file of its host locked for as long as it runs. Two ``testbed gate`` runs,
 or a gate and the service, thus never put more cells on a host than it has slots, and a process
 that dies (even by SIGKILL) releases its slots with its file descriptors: no lease outlives its
-holder. A later fleet moves the same contract into PostgreSQL.
+holder. A process with cells waiting holds a file under ``waiting/`` locked as well, so that one
+releasing a slot can leave it to the others for a moment (``HostPool``): without that, the
+process that frees a slot takes it again at once, and another one's cells starve. A later fleet
+moves the same contract into PostgreSQL.
 """
 
 import contextlib
@@ -11,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +35,8 @@ class SlotLeases:
         self._directory = directory
         self._lock = threading.Lock()
         self._held: dict[tuple[str, int], SlotLease] = {}
+        self._waiting_fd: int | None = None
+        self._waiting_name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
 
     def _path(self, host: str, slot: int) -> Path:
         # Host names are validated, but a digest keeps any name a safe file name.
@@ -90,3 +96,31 @@ class SlotLeases:
         for lease in held:
             with contextlib.suppress(OSError):
                 os.close(lease.fd)
+
+    # -- who else waits ---------------------------------------------------------------------
+
+    def set_waiting(self, waiting: bool) -> None:
+        """Say whether this table has cells waiting for a slot (other processes can see it)."""
+        with self._lock:
+            if waiting and self._waiting_fd is None:
+                self._waiting_fd = self._try_lock(self._directory / "waiting" / self._waiting_name)
+            elif not waiting and self._waiting_fd is not None:
+                (self._directory / "waiting" / self._waiting_name).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    os.close(self._waiting_fd)
+                self._waiting_fd = None
+
+    def others_waiting(self) -> bool:
+        """Whether another table (another process) has cells waiting for a slot right now."""
+        directory = self._directory / "waiting"
+        if not directory.is_dir():
+            return False
+        for path in directory.iterdir():
+            if path.name == self._waiting_name:
+                continue
+            fd = self._try_lock(path)
+            if fd is None:
+                return True
+            path.unlink(missing_ok=True)  # its process is gone (or stopped waiting): tidy up
+            os.close(fd)
+        return False

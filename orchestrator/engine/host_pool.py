@@ -3,11 +3,15 @@
 Runs ask for a slot per cell (a ticket); the pool grants tickets in order of priority, then of
 arrival (FIFO), as slots free up on any host — its own cells finishing, or another process on the
 same machine releasing a slot (the leases are host-wide, so the pool looks again every
-``recheck_s``). Where a cell goes is the pure scheduler's decision (``core.scheduler.assign``).
+``recheck_s``). A pool that frees a slot while another process has cells waiting holds back for
+``yield_s`` so that they can take it (else it takes it again at once and theirs starve: a
+one-slot service once waited twenty minutes behind a batch of gates). Where a cell goes is the
+pure scheduler's decision (``core.scheduler.assign``).
 """
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +48,10 @@ class Leases(Protocol):
 
     def release(self, lease: object) -> None: ...
 
+    def set_waiting(self, waiting: bool) -> None: ...
+
+    def others_waiting(self) -> bool: ...
+
 
 Grant = Callable[[Lease], None]
 
@@ -71,10 +79,19 @@ class PoolStatus:
 class HostPool:
     """Grants slot leases to waiting cells; ``request``/``withdraw``/``release`` are thread-safe."""
 
-    def __init__(self, hosts: Sequence[PoolHost], leases: Leases, *, recheck_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        hosts: Sequence[PoolHost],
+        leases: Leases,
+        *,
+        recheck_s: float = 1.0,
+        yield_s: float | None = None,
+    ) -> None:
         self._hosts = {host.name: host for host in hosts}
         self._leases = leases
         self._recheck_s = recheck_s
+        self._yield_s = 2 * recheck_s if yield_s is None else yield_s  # others look every recheck_s
+        self._held_back_until = 0.0
         self._tickets: list[Ticket] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
@@ -110,7 +127,10 @@ class HostPool:
 
     def release(self, lease: Lease) -> None:
         self._leases.release(lease)
+        others = self._leases.others_waiting()
         with self._changed:
+            if others:
+                self._held_back_until = time.monotonic() + self._yield_s
             self._changed.notify()
 
     def status(self) -> PoolStatus:
@@ -123,6 +143,7 @@ class HostPool:
             self._closed = True
             self._changed.notify()
         self._thread.join(timeout=5)
+        self._leases.set_waiting(False)
 
     def _loop(self) -> None:
         while True:
@@ -133,7 +154,9 @@ class HostPool:
                 if self._closed:
                     return
                 waiting = sorted(self._tickets, key=lambda t: (-t.priority, t.order))
-            if waiting:
+                held_back = time.monotonic() < self._held_back_until
+            self._leases.set_waiting(bool(waiting))
+            if waiting and not held_back:
                 self._dispatch(waiting)
 
     def _capacity(self) -> dict[str, tuple[int, int, int]]:

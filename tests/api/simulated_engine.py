@@ -50,6 +50,7 @@ from orchestrator.engine.timers import ThreadTimers
 from orchestrator.images.catalog import ImageCatalog, ImageRecord
 from orchestrator.store import SqlRunStore
 from tests.conftest import REPO_ROOT
+from tests.memory_leases import MemoryLeases
 
 TIME_SCALE = 0.01
 SLOW_BOOT_S = 0.6
@@ -181,36 +182,6 @@ class SimulatedHost:
 
     def total_memory_mib(self) -> int:
         return 64 * 1024
-
-
-class MemoryLeases:
-    """Slot leases within this process."""
-
-    @dataclass(frozen=True)
-    class Lease:
-        host: str
-        slot: int
-
-    def __init__(self) -> None:
-        self._held: set[tuple[str, int]] = set()
-        self._lock = threading.Lock()
-
-    def acquire(self, host: str, slots: int) -> "MemoryLeases.Lease | None":
-        with self._lock:
-            for slot in range(slots):
-                if (host, slot) not in self._held:
-                    self._held.add((host, slot))
-                    return MemoryLeases.Lease(host, slot)
-        return None
-
-    def busy(self, host: str, slots: int) -> int:
-        with self._lock:
-            return sum((host, slot) in self._held for slot in range(slots))
-
-    def release(self, lease: object) -> None:
-        if isinstance(lease, MemoryLeases.Lease):
-            with self._lock:
-                self._held.discard((lease.host, lease.slot))
 
 
 class _CellHost:

@@ -7,7 +7,11 @@ under a second.
 """
 
 import itertools
+import queue
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,6 +43,7 @@ from orchestrator.engine.host_pool import HostPool
 from orchestrator.engine.run_driver import RunDriver
 from orchestrator.engine.timers import ManualTimers
 from orchestrator.errors import InfrastructureError
+from tests.memory_leases import MemoryLeases
 
 pytestmark = pytest.mark.unit
 
@@ -505,37 +510,6 @@ def test_cell_driver_cancels_every_timer_when_collecting_evidence(make_plan):
 # -- RunDriver --------------------------------------------------------------------------------------
 
 
-class MemoryLeases:
-    """Slot leases in memory (the flock'ed ones are tested on their own below)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.held: dict[str, set[int]] = {}
-
-    def acquire(self, host, slots):
-        with self._lock:
-            held = self.held.setdefault(host, set())
-            free = [slot for slot in range(slots) if slot not in held]
-            if not free:
-                return None
-            held.add(free[0])
-            return Lease(host, free[0])
-
-    def busy(self, host, slots):
-        with self._lock:
-            return len(self.held.get(host, set()))
-
-    def release(self, lease):
-        with self._lock:
-            self.held[lease.host].discard(lease.slot)
-
-
-@dataclass(frozen=True)
-class Lease:
-    host: str
-    slot: int
-
-
 def run_plan(make_plan, cell_ids, *, fail_fast=False, memory_mib=1024) -> RunPlan:
     cells = tuple(
         make_plan(cell_id=cell_id, reboots=1, stability_s=0.0, ready_s=30.0, memory_mib=memory_mib)
@@ -650,6 +624,49 @@ def test_flocked_slots_are_shared_by_separate_lease_tables(tmp_path):
     assert first.acquire("h1", 2) is not None
     first.release_all()
     assert second.busy("h1", 2) == 0
+
+
+def test_a_process_waiting_for_a_slot_is_seen_by_the_others_until_it_stops_or_dies(tmp_path):
+    first, second = SlotLeases(tmp_path), SlotLeases(tmp_path)
+    assert not first.others_waiting()
+    second.set_waiting(True)
+    assert first.others_waiting() and not second.others_waiting()  # nobody counts itself
+    second.set_waiting(False)
+    assert not first.others_waiting()
+    # A process killed while waiting leaves its file, not its lock: it is not counted, and tidied.
+    died = subprocess.run(
+        [sys.executable, "-c", f"from orchestrator.adapters.slot_leases import SlotLeases as S; "
+         f"S(__import__('pathlib').Path({str(tmp_path)!r})).set_waiting(True)"],
+        check=False,
+    )  # fmt: skip
+    assert died.returncode == 0 and len(list((tmp_path / "waiting").iterdir())) == 1
+    assert not first.others_waiting()
+    assert not list((tmp_path / "waiting").iterdir())
+
+
+@pytest.mark.timeout(20)
+def test_a_pool_that_frees_a_slot_leaves_it_to_another_process_waiting_for_one(tmp_path):
+    """Two processes, one slot, both waiting: the one that frees the slot does not take it back at
+    once (a one-slot service once waited twenty minutes behind a batch of gates)."""
+    hosts = [FakeHost("h1", slots=1)]
+    first_leases = SlotLeases(tmp_path)
+    first = HostPool(hosts, first_leases, recheck_s=0.05, yield_s=2.0)
+    second = HostPool(hosts, SlotLeases(tmp_path), recheck_s=0.05, yield_s=2.0)
+    granted: queue.Queue[tuple[str, object]] = queue.Queue()
+    try:
+        first.request("run-a", "c1", 1024, 0, lambda lease: granted.put(("first", lease)))
+        _, held = granted.get(timeout=5)
+        second.request("run-b", "c1", 1024, 0, lambda lease: granted.put(("second", lease)))
+        first.request("run-a", "c2", 1024, 0, lambda lease: granted.put(("first", lease)))
+        deadline = time.monotonic() + 5
+        while not first_leases.others_waiting():  # the second pool has said it waits
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        first.release(held)  # type: ignore[arg-type]
+        assert granted.get(timeout=5)[0] == "second"
+    finally:
+        first.close()
+        second.close()
 
 
 @pytest.mark.timeout(10)
