@@ -276,7 +276,7 @@ class Testbed:
         executor: CellExecutor | None = None,
     ) -> None:
         self.settings = settings
-        files = RunFiles(settings.runs_dir)
+        self._files = files = RunFiles(settings.runs_dir)
         self.store: RunStore = Stores([store, files]) if store is not None else files
         self.bus = EventBus(self.store)
         self._executor = executor or ThreadExecutor()
@@ -390,6 +390,7 @@ class Testbed:
         # The reaper spares a run whose directory changed in the last minute (its process may not
         # hold its lock yet); this one is ours now, and what its dead process left must go.
         reap_run(run_id, [(host, self.settings.pool_dir(host.config)) for host in self._hosts])
+        self._files.reopen_run(run_id)
         give_up = f"the run was interrupted {resumes + 1} times" if resumes >= MAX_RESUMES else ""
         resumption = Resumption(tuple(finished), last_sequence, dict(attempts), give_up)
         return self._launch(prepared, run_id, run_dir, lock, priority=priority, resumed=resumption)

@@ -48,6 +48,18 @@ class RunFiles:
         }
         self._write(run_id, started)
 
+    def reopen_run(self, run_id: str) -> None:
+        """A resumed run is running again: the reaper may have closed its run.json as interrupted
+        while no process held it (a service down for more than a minute)."""
+        path = self._runs_dir / run_id / "run.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return  # nothing readable to reopen: the run's end writes it whole
+        for closing in ("verdict", "summary", "finished_at", "interrupted"):
+            data.pop(closing, None)
+        self._write(run_id, {**data, "status": "running", "resumed_at": time.time()})
+
     def append_event(self, event: RunEvent) -> None:
         with self._lock, (self._runs_dir / event.run_id / "events.jsonl").open("a") as stream:
             stream.write(json.dumps(event.as_dict()) + "\n")

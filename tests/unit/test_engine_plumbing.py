@@ -139,6 +139,21 @@ def test_run_json_exists_from_acceptance_and_ends_with_the_verdict(tmp_path):
     assert not list((tmp_path / "run-1").glob("*.tmp"))
 
 
+def test_a_resumed_run_is_running_again_in_its_run_json(tmp_path):
+    """The reaper closed it as interrupted while the service was down; the restart resumes it."""
+    runs = tmp_path / "runs"
+    (runs / "r").mkdir(parents=True)
+    closed = {"run_id": "r", "plan": {"cells": []}, "status": "finished", "verdict": "inconclusive",
+              "summary": "interrupted", "finished_at": 2.0, "interrupted": True}  # fmt: skip
+    (runs / "r" / "run.json").write_text(json.dumps(closed))
+    RunFiles(runs).reopen_run("r")
+    reopened = json.loads((runs / "r" / "run.json").read_text())
+    assert reopened["status"] == "running" and reopened["plan"] == {"cells": []}
+    assert not {"verdict", "summary", "finished_at", "interrupted"} & reopened.keys()
+    RunFiles(runs).reopen_run("missing")  # nothing to reopen: no error, nothing written
+    assert not (runs / "missing").exists()
+
+
 def test_a_run_lock_is_alive_only_while_its_process_holds_it(tmp_path):
     run_dir = tmp_path / "run-1"
     run_dir.mkdir()
