@@ -62,8 +62,12 @@ class Page(BaseModel, Generic[Item]):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "unavailable"] = Field(description="whether the service and its database answer")
     database: str
+    engine: Literal["starting", "ready", "unavailable", "stopped"] = Field(
+        description="whether runs can be started (unavailable: its libvirt hosts could not be opened)"
+    )
+    engine_problem: str = Field("", description="why the engine is unavailable")
 
 
 class ArtifactOut(BaseModel):

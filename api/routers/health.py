@@ -1,4 +1,6 @@
-"""``/healthz``: is the service up and its database reachable? The one route without a token."""
+"""``/healthz``: is the service up, its database reachable, and can it run anything? The one route
+without a token. Only the database decides the status code: a service whose hosts are down still
+serves what is stored, and says why it refuses new runs."""
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -17,10 +19,13 @@ router = APIRouter(tags=["health"])
     responses={503: {"model": Health, "description": "the database does not answer"}},
 )
 def healthz(services: ServicesDep) -> JSONResponse:
+    engine = services.run_service
     try:
         with services.database.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        body = Health(status="unavailable", database=f"{services.database.dialect}: {type(exc).__name__}")
-        return JSONResponse(body.model_dump(), status_code=503)
-    return JSONResponse(Health(status="ok", database=services.database.dialect).model_dump())
+        database, status, code = f"{services.database.dialect}: {type(exc).__name__}", "unavailable", 503
+    else:
+        database, status, code = services.database.dialect, "ok", 200
+    body = Health(status=status, database=database, engine=engine.state.value, engine_problem=engine.problem)
+    return JSONResponse(body.model_dump(), status_code=code)

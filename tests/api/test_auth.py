@@ -11,7 +11,12 @@ def test_healthz_needs_no_token_and_names_the_database(anonymous, service):
     response = anonymous.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": service.backend}
+    assert response.json() == {
+        "status": "ok",
+        "database": service.backend,
+        "engine": "ready",
+        "engine_problem": "",
+    }
 
 
 @pytest.mark.parametrize("path", [*READ_ROUTES, "/api/v1/tokens"])
