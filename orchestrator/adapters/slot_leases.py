@@ -35,8 +35,7 @@ class SlotLeases:
         self._directory = directory
         self._lock = threading.Lock()
         self._held: dict[tuple[str, int], SlotLease] = {}
-        self._waiting_fd: int | None = None
-        self._waiting_name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
+        self._waiting: tuple[Path, int] | None = None  # the announcement's file and its locked fd
 
     def _path(self, host: str, slot: int) -> Path:
         # Host names are validated, but a digest keeps any name a safe file name.
@@ -102,21 +101,27 @@ class SlotLeases:
     def set_waiting(self, waiting: bool) -> None:
         """Say whether this table has cells waiting for a slot (other processes can see it)."""
         with self._lock:
-            if waiting and self._waiting_fd is None:
-                self._waiting_fd = self._try_lock(self._directory / "waiting" / self._waiting_name)
-            elif not waiting and self._waiting_fd is not None:
-                (self._directory / "waiting" / self._waiting_name).unlink(missing_ok=True)
+            if waiting and self._waiting is None:
+                # A new name each time: a reader tidying a stale file never removes a fresh one.
+                path = self._directory / "waiting" / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.lock"
+                fd = self._try_lock(path)
+                self._waiting = (path, fd) if fd is not None else None
+            elif not waiting and self._waiting is not None:
+                path, fd = self._waiting
+                path.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
-                    os.close(self._waiting_fd)
-                self._waiting_fd = None
+                    os.close(fd)
+                self._waiting = None
 
     def others_waiting(self) -> bool:
         """Whether another table (another process) has cells waiting for a slot right now."""
         directory = self._directory / "waiting"
         if not directory.is_dir():
             return False
+        with self._lock:
+            mine = self._waiting[0].name if self._waiting is not None else None
         for path in directory.iterdir():
-            if path.name == self._waiting_name:
+            if path.name == mine:
                 continue
             fd = self._try_lock(path)
             if fd is None:
