@@ -35,6 +35,7 @@ from orchestrator.guests.run_context import RunContext
 
 HOST_KEY_PATH = "/etc/ssh/ssh_host_ed25519_key.pub"
 FACTS_TIMEOUT_S = 20.0
+SSH_CHECK_S = 30.0  # reaching sshd and running `true`
 
 
 def read_banner(address: str, port: int = 22, timeout: float = 3.0) -> str:
@@ -127,9 +128,12 @@ class LinuxChannel:
         """One connection per probe (an SSH handshake costs seconds of an emulated CPU): reaching
         the guest's sshd at all is the SSH check, and the candidate's health check runs in it."""
         limit = max(10.0, self.plan.timeouts.probe_s / 2)
-        line = "true" if command is None else health_command_line(command, limit)
+        if command is None:
+            line, bound = "true", SSH_CHECK_S
+        else:  # the check's own limit, and the handshake's time on top
+            line, bound = health_command_line(command, limit), limit + 15
         try:
-            answered = run_ssh(target, line, timeout_s=limit + 30)
+            answered = run_ssh(target, line, timeout_s=bound)
         except InfrastructureError as exc:
             return self._ssh_lost(report, str(exc))
         if command is None:
