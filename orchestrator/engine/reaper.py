@@ -19,6 +19,7 @@ from pathlib import Path
 from orchestrator.adapters.atomic_file import replace_file
 from orchestrator.adapters.libvirt_host import LibvirtHost
 from orchestrator.adapters.run_lock import run_is_alive
+from orchestrator.engine.run_files import interrupted_fields
 from orchestrator.errors import InfrastructureError
 
 YOUNG_S = 60.0
@@ -115,12 +116,6 @@ def _close_run(run_dir: Path, report: ReapReport, at: float) -> None:
         data = {"run_id": run_dir.name}
     if data.get("status") == "finished" or ("verdict" in data and "status" not in data):
         return  # a finished result is never touched
-    data.update(
-        status="finished",
-        verdict="inconclusive",
-        summary="interrupted: the process running it died before it finished",
-        finished_at=at,
-        interrupted=True,
-    )
+    data.update(status="finished", **interrupted_fields(at))
     replace_file(run_json, json.dumps(data, indent=2) + "\n")
     report.interrupted_runs.append(run_dir.name)

@@ -17,6 +17,17 @@ from orchestrator.core.records import RunEvent, RunResult
 from orchestrator.engine.event_bus import RunStore
 
 
+def interrupted_fields(at: float) -> dict[str, object]:
+    """What closing a run whose process died adds to its run.json (the reaper), and what reopening
+    it for a resumed run takes away again (``RunFiles.reopen_run``)."""
+    return {
+        "verdict": "inconclusive",
+        "summary": "interrupted: the process running it died before it finished",
+        "finished_at": at,
+        "interrupted": True,
+    }
+
+
 class RunFiles:
     """Writes run.json and events.jsonl under each run's directory."""
 
@@ -56,7 +67,7 @@ class RunFiles:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             return  # nothing readable to reopen: the run's end writes it whole
-        for closing in ("verdict", "summary", "finished_at", "interrupted"):
+        for closing in interrupted_fields(0.0):
             data.pop(closing, None)
         self._write(run_id, {**data, "status": "running", "resumed_at": time.time()})
 
