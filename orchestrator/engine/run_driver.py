@@ -390,6 +390,7 @@ class RunDriver:
             None,
             outcome,
             reason,
+            finished_at=self._clock(),  # it ended now, even though it never started
             attempt=cell.attempt,
             control_of=cell.control_of,
         )

@@ -209,8 +209,9 @@ def test_fail_fast_cancels_the_rest_within_seconds(incident_runs: Batch) -> None
     assert crashed.outcome is CellOutcome.CRASHED
     assert canceled.outcome is CellOutcome.CANCELED
     assert canceled.reason == f"fail-fast: {FAST} ended crashed"
+    # Whether it was running or still waiting for a slot (other tests hold them), it ended when
+    # the crash was known, and never boots on. Loosely: the 2 s goal is measured in `make bench`.
     assert crashed.finished_at is not None and canceled.finished_at is not None
-    # Loosely (the goal, 2 s, is measured in `make bench`): stopped where it stood and torn down.
     assert 0 <= canceled.finished_at - crashed.finished_at < 10
     phases = [timing.phase for timing in canceled.timings]
     assert not any("soak" in phase or phase.startswith("boot 2/") for phase in phases), phases

@@ -691,6 +691,10 @@ def test_run_driver_fail_fast_cancels_running_and_pending_cells(make_plan, pools
     assert cells[third].outcome is CellOutcome.CANCELED
     assert cells[third].host is None
     assert third not in hosts[0].ports  # never started
+    # It ended when the run gave up on it: that is its time, even though it never started.
+    assert cells[third].started_at is None
+    assert cells[third].finished_at is not None and cells[first].finished_at is not None
+    assert cells[third].finished_at >= cells[first].finished_at
     assert (events[-1].verdict, events[-1].detail) == (RunVerdict.FAILED, f"1 of 3 cell(s) failed: {first}")
 
 
