@@ -42,7 +42,8 @@ from orchestrator.guests.run_context import RunContext
 
 DOMAIN_LOG_TAIL_LINES = 200
 PANIC_FILE = "panic.json"  # QEMU's GUEST_PANICKED details, beside console.log: the crash parsers read it
-READY_RETRY_SECONDS = 2.0  # between readiness attempts; an agent connecting wakes the probe early
+# Between readiness attempts (each a few agent calls); an agent connecting wakes the probe early.
+READY_RETRY_SECONDS = 1.0
 
 
 def attempt_domain_name(run_id: str, cell_id: str, attempt: int) -> str:
