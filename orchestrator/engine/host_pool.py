@@ -6,7 +6,8 @@ same machine releasing a slot (the leases are host-wide, so the pool looks again
 ``recheck_s``). A pool that frees a slot while another process has cells waiting holds back for
 ``yield_s`` so that they can take it (else it takes it again at once and theirs starve: a
 one-slot service once waited twenty minutes behind a batch of gates). Where a cell goes is the
-pure scheduler's decision (``core.scheduler.assign``).
+pure scheduler's decision (``core.scheduler.assign``). A ticket a verdict already waits on (a
+failed cell's control twin) goes before the others of its priority.
 """
 
 import itertools
@@ -66,6 +67,7 @@ class Ticket:
     priority: int  # higher goes first
     order: int  # arrival, for FIFO among equals
     grant: Grant
+    ahead: bool = False  # before the others of its priority: a verdict already waits on this cell
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,12 @@ class HostPool:
                 continue
         return False
 
-    def request(self, run_id: str, cell_id: str, memory_mib: int, priority: int, grant: Grant) -> None:
+    def request(
+        self, run_id: str, cell_id: str, memory_mib: int, priority: int, grant: Grant, *, ahead: bool = False
+    ) -> None:
         with self._changed:
-            self._tickets.append(Ticket(run_id, cell_id, memory_mib, priority, next(self._order), grant))
+            ticket = Ticket(run_id, cell_id, memory_mib, priority, next(self._order), grant, ahead)
+            self._tickets.append(ticket)
             self._changed.notify()
 
     def withdraw(self, run_id: str) -> list[str]:
@@ -153,7 +158,7 @@ class HostPool:
                 self._changed.wait(self._recheck_s)
                 if self._closed:
                     return
-                waiting = sorted(self._tickets, key=lambda t: (-t.priority, t.order))
+                waiting = sorted(self._tickets, key=lambda t: (-t.priority, not t.ahead, t.order))
                 held_back = time.monotonic() < self._held_back_until
             self._leases.set_waiting(bool(waiting))
             if waiting and not held_back:

@@ -221,6 +221,7 @@ class RunDriver:
             cell.resources.memory_mib,
             self._priority,
             lambda lease: self._inbox.put(_Granted(cell, lease)),
+            ahead=cell.control_of is not None,  # its failed original's outcome waits on it
         )
 
     def _start(self, cell: CellPlan, lease: Lease) -> None:

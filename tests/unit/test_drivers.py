@@ -865,3 +865,32 @@ def test_a_run_past_its_deadline_is_canceled_and_inconclusive(make_plan, pools):
     assert {r.outcome for r in result.cells} <= {CellOutcome.CANCELED, CellOutcome.INFRA_ERROR}
     assert any(r.reason.startswith("the run took longer than its deadline") for r in result.cells)
     assert result.verdict is RunVerdict.INCONCLUSIVE
+
+
+@pytest.mark.timeout(10)
+def test_a_ticket_a_verdict_waits_on_goes_before_its_priority_but_not_above_a_higher_one(pools):
+    hosts = [FakeHost("h1", slots=1)]
+    pool = pools(hosts)
+    granted: queue.Queue = queue.Queue()
+    pool.request("run-a", "blocker", 1024, 0, granted.put)
+    held = granted.get(timeout=5)
+    order: list[str] = []
+
+    def grant(cell_id):
+        def take(lease):
+            order.append(cell_id)
+            pool.release(lease)
+
+        return take
+
+    # the four arrive while the one slot is held: they all wait, and then go in this order
+    pool.request("run-a", "fresh", 1024, 0, grant("fresh"))
+    pool.request("run-a", "twin", 1024, 0, grant("twin"), ahead=True)
+    pool.request("run-b", "urgent", 1024, 1, grant("urgent"))
+    pool.request("run-b", "later", 1024, 0, grant("later"))
+    pool.release(held)
+    deadline = time.monotonic() + 5
+    while len(order) < 4:
+        assert time.monotonic() < deadline, order
+        time.sleep(0.01)
+    assert order == ["urgent", "twin", "fresh", "later"]
