@@ -22,7 +22,6 @@ from orchestrator.images.definition import (
 )
 from orchestrator.images.fastboot_builder import build_fastboot_image
 from orchestrator.images.initramfs_builder import BUSYBOX, build_initramfs_image
-from orchestrator.images.pvh_kernel import PVH_KERNEL
 from orchestrator.images.windows_builder import WindowsMedia, build_windows_image
 
 Progress = Callable[[str], None]
@@ -211,7 +210,7 @@ def _build_one(
         digest=digest,
         directory=final,
         disk=final / "disk.qcow2",
-        kernel_image=final / PVH_KERNEL if (final / PVH_KERNEL).is_file() else final / "vmlinuz",
+        kernel_image=final / "vmlinuz",
         initrd=final / "initrd.img",
         kernel_cmdline=_cmdline(definition, bases),
         built_at=time.time(),

@@ -115,11 +115,6 @@ class FastBootImage(BaseModel):
         description="kernel modules kept (with what they depend on); the rest of the tree is removed",
     )
     expected_outcome: Literal["hung", "boot_loop", "crashed"] | None = None
-    kernel_entry: Literal["pvh", "bzimage"] = Field(
-        "pvh",
-        description="pvh: boot the kernel decompressed at build time, through its PVH entry (~5 s "
-        "less per boot under TCG, no KASLR); bzimage: boot the packaged kernel as it is",
-    )
 
 
 class WindowsImage(BaseModel):

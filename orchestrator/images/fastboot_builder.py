@@ -17,7 +17,6 @@ from orchestrator.errors import InfrastructureError
 from orchestrator.images.debian_builder import FAST_INIT, Progress, finish_image, prepare_root
 from orchestrator.images.definition import DebianImage, FastBootImage
 from orchestrator.images.initramfs_builder import BUSYBOX, initramfs_bytes
-from orchestrator.images.pvh_kernel import PVH_KERNEL, pvh_vmlinux
 
 ROOT_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
 """What the initramfs loads to mount the root: the rest is fast-init's to load."""
@@ -100,8 +99,7 @@ def build_fastboot_image(
     out_dir: Path,
     progress: Progress,
 ) -> None:
-    """Build into ``out_dir``: disk.qcow2, the kernel (vmlinux for a PVH entry, else vmlinuz),
-    initrd.img — the base image, trimmed."""
+    """Build into ``out_dir``: disk.qcow2, vmlinuz, initrd.img — the base image, trimmed."""
     if not BUSYBOX.is_file():
         raise InfrastructureError(f"{BUSYBOX} is missing: install busybox-static (run 'make setup')")
     root, log = prepare_root(base, mirror, work_dir, progress, hostname=definition.name)
@@ -118,15 +116,3 @@ def build_fastboot_image(
     )
     finish_image(root, base, out_dir, work_dir, progress, initrd=initrd)
     shutil.rmtree(root, ignore_errors=True)
-    if definition.kernel_entry == "pvh":
-        _decompress_kernel(out_dir, progress)
-
-
-def _decompress_kernel(out_dir: Path, progress: Progress) -> None:
-    """vmlinux (an ELF with a PVH entry) in place of vmlinuz, if the kernel allows it."""
-    vmlinux = pvh_vmlinux((out_dir / "vmlinuz").read_bytes())
-    if vmlinux is None:
-        progress("the kernel has no PVH entry this builder can reach: the image boots its bzImage")
-        return
-    (out_dir / PVH_KERNEL).write_bytes(vmlinux)
-    (out_dir / "vmlinuz").unlink()
