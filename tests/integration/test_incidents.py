@@ -5,7 +5,11 @@ with the sample sensor (samples/linux-sensor), its DLP agent product (samples/li
 activity workload (samples/activity). Each test reads its own run's result.
 """
 
+import base64
+import hashlib
 import importlib.util
+import json
+import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +17,9 @@ from types import ModuleType
 
 import pytest
 
+from orchestrator.candidate import load_candidate
 from orchestrator.config import Settings
+from orchestrator.core.content_variants import COUNT_VARIANTS, SIMPLE_VARIANTS, expand_variants
 from orchestrator.core.outcomes import CellOutcome, RunVerdict
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import Batch
@@ -77,18 +83,75 @@ def dlp_product(settings: Settings) -> Path:
     return out
 
 
-# The validating sensor meets the variants that crash the trusting one (every generated variant is
-# unit-tested, and the whole sweep on a guest is in samples/linux-sensor/captured/): two minutes of
-# a slot per cell under TCG.
-VALIDATED_VARIANTS = ["as-shipped", "zero-filled", "truncated-header"]
-TRUSTED_VARIANTS = ["zero-filled", "truncated-header"]
+# Cells: both sensor builds meet the variants that crash the trusting one, side by side in one
+# report (two minutes of a slot per cell under TCG). Every other generated variant meets the
+# validating build in the sweep below.
+CELL_VARIANTS = ["zero-filled", "truncated-header"]
+
+
+# A cell per variant costs two minutes of a slot under TCG, and the sweep has 15: every one of them
+# meets the validating sensor in one guest instead (the "sweep" run): the running sensor loads each
+# in turn, as a content update reaches it, and the zero-filled one stays for the next boot to load.
+SWEEP_SEED = 20240719
+_SWEEP_PREAMBLE = """#!/bin/sh
+# Every generated content variant, loaded in turn by the running sensor, each followed by its
+# health check. Made by tests/integration/test_incidents.py from the candidate's content.
+set -u
+FW=/lib/firmware/testbed-sensor/channel.bin
+failures=0
+load() {
+\tvariant=$1 want=$2
+\tbase64 -d > "$FW.tmp" && mv "$FW.tmp" "$FW"
+\tgot=$(sha256sum "$FW" | cut -d " " -f 1)
+\tif [ "$got" != "$want" ]; then
+\t\techo "sweep: $variant: FAILED: wrote $got"; failures=$((failures + 1)); return
+\tfi
+\tif ! modprobe -r testbed_sensor || ! modprobe testbed_sensor; then
+\t\techo "sweep: $variant: FAILED: the sensor did not restart"; failures=$((failures + 1)); return
+\tfi
+\tif ! health=$(sh /var/lib/testbed-sensor/healthcheck.sh 2>&1); then
+\t\techo "sweep: $variant: FAILED: $health"; failures=$((failures + 1)); return
+\tfi
+\techo "sweep: $variant $want: $health"
+}
+"""
+
+
+def sweep_script(candidate_dir: Path, seed: int) -> tuple[str, dict[str, str]]:
+    """The sweep as a POSIX sh script carrying every variant's bytes, and each variant's sha256."""
+    candidate = load_candidate(candidate_dir)
+    (content,) = candidate.content_files()
+    variants = list(expand_variants([*SIMPLE_VARIANTS, *COUNT_VARIANTS], candidate.content_layout()))
+    variants.remove("zero-filled")
+    variants.append("zero-filled")  # last: it stays, and the next boot loads it
+    digests, parts = {}, [_SWEEP_PREAMBLE]
+    for variant in variants:
+        data = candidate.content_bytes(content, variant, seed)
+        digests[variant] = hashlib.sha256(data).hexdigest()
+        encoded = base64.encodebytes(data).decode()
+        parts.append(f"load {shlex.quote(variant)} {digests[variant]} <<'VARIANT'\n{encoded}VARIANT\n")
+    parts.append('echo "sweep: $failures failed"\n[ "$failures" -eq 0 ]\n')
+    return "".join(parts), digests
 
 
 @pytest.fixture(scope="module")
-def incident_runs(start_batch: Callable[..., Batch], candidates: dict[str, Path], dlp_product: Path) -> Batch:
+def variant_sweep(candidates: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    script, digests = sweep_script(candidates["variants"], SWEEP_SEED)
+    path = tmp_path_factory.mktemp("variant-sweep") / "sweep.sh"
+    path.write_text(script)
+    path.parent.chmod(0o755)
+    return path, digests
+
+
+@pytest.fixture(scope="module")
+def incident_runs(
+    start_batch: Callable[..., Batch],
+    candidates: dict[str, Path],
+    dlp_product: Path,
+    variant_sweep: tuple[Path, dict],
+) -> Batch:
     del dlp_product  # registered: the testbed finds it in its products directory
     activity = (REPO_ROOT / "samples" / "activity" / "linux-activity.sh").resolve()
-    variants = sorted({*VALIDATED_VARIANTS, *TRUSTED_VARIANTS})
     return start_batch(
         {
             # 2019: sensor + DLP agent; with a control twin for the failing cell
@@ -105,13 +168,14 @@ def incident_runs(start_batch: Callable[..., Batch], candidates: dict[str, Path]
             # July 2024: generated content variants; the validating sensor survives every one
             "variants": (
                 f"name: variants\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n"
-                f"content_variants: [{', '.join(variants)}]\n"
-                "exclude:\n"
-                + "".join(
-                    f"  - {{sensor_version: 1.1.0, content_variant: '{v}'}}\n"
-                    for v in variants
-                    if v not in TRUSTED_VARIANTS
-                ),
+                f"content_variants: [{', '.join(CELL_VARIANTS)}]\n",
+                candidates["variants"],
+            ),
+            # ... and every generated variant, one after the other, in one guest
+            "sweep": (
+                f"name: sweep\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n"
+                f"variant_seed: {SWEEP_SEED}\nactivity: {{script: {variant_sweep[0]}}}\n"
+                "exclude:\n  - {sensor_version: 1.1.0}\n",
                 candidates["variants"],
             ),
             # July 2024, second half: the bad rule only faults when its event happens
@@ -172,16 +236,50 @@ def test_new_content_crashes_only_the_previous_sensor_release(incident_runs: Bat
 def test_content_variants_crash_the_trusting_sensor_and_not_the_validating_one(incident_runs: Batch) -> None:
     result = incident_runs.result("variants")
     by_id = {cell.cell_id: cell for cell in result.cells}
-    for variant in VALIDATED_VARIANTS:
-        label = variant.replace(":", ".").replace("_", "-")
-        cell_id = f"{FAST}@1.1.0-validating" + ("" if variant == "as-shipped" else f"~{label}")
-        assert by_id[cell_id].outcome is CellOutcome.PASSED, (cell_id, by_id[cell_id].reason)
-    for variant in TRUSTED_VARIANTS:
-        cell = by_id[f"{FAST}@1.1.0~{variant}"]
-        assert cell.outcome is CellOutcome.CRASHED, (cell.cell_id, cell.reason)
+    assert len(result.cells) == 2 * len(CELL_VARIANTS)
+    for variant in CELL_VARIANTS:
+        validated = by_id[f"{FAST}@1.1.0-validating~{variant}"]
+        assert validated.outcome is CellOutcome.PASSED, (validated.cell_id, validated.reason)
+        trusted = by_id[f"{FAST}@1.1.0~{variant}"]
+        assert trusted.outcome is CellOutcome.CRASHED, (trusted.cell_id, trusted.reason)
     run = result.as_dict()
     digests = {cell["cell_id"]: cell.get("content_digests") for cell in run["cells"]}
-    assert len({str(d) for d in digests.values()}) >= len(VALIDATED_VARIANTS)  # each variant its own bytes
+    assert len({str(d) for d in digests.values()}) >= len(CELL_VARIANTS)  # each variant its own bytes
+
+
+def test_the_validating_sensor_survives_every_generated_variant_and_boots_on_zero_filled_content(
+    incident_runs: Batch, variant_sweep: tuple[Path, dict]
+) -> None:
+    (cell,) = incident_runs.result("sweep").cells
+    assert cell.cell_id == f"{FAST}@1.1.0-validating"
+    assert cell.outcome is CellOutcome.PASSED, cell.reason
+    digests = variant_sweep[1]
+    assert len(digests) == len(SIMPLE_VARIANTS) + 3 * len(COUNT_VARIANTS)  # the sample declares 3 counts
+    runs = sweep_outputs(Path(cell.evidence_dir or "") / "ansible-events.jsonl")
+    assert len(runs) == 2, runs  # after the install, and after the reboot
+    for lines in runs:
+        for variant, digest in digests.items():
+            assert any(
+                line.startswith(f"sweep: {variant} {digest}: testbed-sensor-health: ok") for line in lines
+            ), (variant, lines)
+        assert lines[-1] == "sweep: 0 failed"
+    # the boot between the two sweeps loaded the zero-filled file the first one left
+    console = (Path(cell.evidence_dir or "") / "console.log").read_text(errors="replace")
+    assert "content rejected: bad magic 00000000" in console.split("sysrq: Resetting")[-1]
+
+
+ACTIVITY_TASK = "candidate: run the activity workload"  # playbooks/linux/run_activity.yml
+
+
+def sweep_outputs(events_log: Path) -> list[list[str]]:
+    """What each run of the activity workload printed, from ansible-runner's recorded events."""
+    outputs = []
+    for line in events_log.read_text().splitlines():
+        event = json.loads(line)
+        data = event.get("event_data", {})
+        if event.get("event") == "runner_on_ok" and data.get("task") == ACTIVITY_TASK:
+            outputs.append([text for text in data["res"]["stdout_lines"] if text.startswith("sweep:")])
+    return outputs
 
 
 def test_the_activity_triggered_crash_is_caught_only_with_the_activity_step(incident_runs: Batch) -> None:
