@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from orchestrator.errors import ConfigurationError, describe_validation_error
 
-BUILDER_REVISION = "2026-11-26.5"
+BUILDER_REVISION = "2026-11-26.6"
 """Bumped whenever a builder changes what it puts into an image, so cached builds are redone."""
 
 _NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -115,6 +115,12 @@ class FastBootImage(BaseModel):
         description="kernel modules kept (with what they depend on); the rest of the tree is removed",
     )
     expected_outcome: Literal["hung", "boot_loop", "crashed"] | None = None
+    crash_from_boot: int | None = Field(
+        None,
+        ge=2,
+        description="broken on purpose: from this boot on (the first is 1) the guest crashes as it "
+        "comes up, whatever is installed — an image fault a control twin must expose",
+    )
 
 
 class WindowsImage(BaseModel):

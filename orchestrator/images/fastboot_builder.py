@@ -18,6 +18,8 @@ from orchestrator.images.debian_builder import FAST_INIT, Progress, finish_image
 from orchestrator.images.definition import DebianImage, FastBootImage
 from orchestrator.images.initramfs_builder import BUSYBOX, initramfs_bytes
 
+CRASH_FROM_BOOT = "/etc/endpoint-testbed/crash-from-boot"
+"""Where a control image broken on purpose keeps the boot it crashes from (read by fast-init)."""
 ROOT_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
 """What the initramfs loads to mount the root: the rest is fast-init's to load."""
 
@@ -108,6 +110,10 @@ def build_fastboot_image(
     keep = closure(graph, definition.modules)
     progress(f"keeping {len(keep)} of {len(graph)} kernel modules for {definition.name}")
     trim_modules(root, base.kernel, keep, log)
+    if definition.crash_from_boot is not None:
+        marker = root / CRASH_FROM_BOOT.lstrip("/")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{definition.crash_from_boot}\n")
     boot = closure(graph, ROOT_MODULES)
     files = tuple((f"lib/modules/{Path(path).name}", (tree / path).read_bytes()) for path in boot)
     order = "".join(f"{Path(path).name}\n" for path in boot).encode()

@@ -196,6 +196,12 @@ def incident_runs(
                 f"name: no-activity\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n",
                 candidates["activity-malformed"],
             ),
+            # an image that breaks on its second boot whatever is installed: the twin tells
+            "twin-fails": (
+                f"name: twin-fails\nimages: [broken-second-boot]\nreboots: 1\ncontrols: true\n"
+                f"retries: 0\n{WINDOWS}\n",
+                candidates["good"],
+            ),
             # a boot loop counted by crashes
             "observe": (
                 f"name: observe\nimages: [{FAST}]\nreboots: 1\nretries: 0\non_crash: observe\n"
@@ -300,6 +306,21 @@ def test_the_activity_triggered_crash_is_caught_only_with_the_activity_step(inci
     # 'paused' while it ran, and the cell waited for readiness until it was called hung).
     activities = [timing.phase for timing in cell.timings if "activity" in timing.phase]
     assert len(activities) == 2, [timing.phase for timing in cell.timings]
+
+
+def test_a_failure_whose_control_twin_fails_too_is_the_images_and_the_run_inconclusive(
+    incident_runs: Batch,
+) -> None:
+    result = incident_runs.result("twin-fails")
+    by_id = {cell.cell_id: cell for cell in result.cells}
+    original, twin = by_id["broken-second-boot"], by_id["broken-second-boot~control"]
+    # Without its twin this would read as the candidate's crash: it came after the candidate's reboot.
+    assert original.observed is CellOutcome.CRASHED or original.crash is not None, original.reason
+    assert original.outcome is CellOutcome.INFRA_ERROR, original.reason
+    assert "but its control twin without the candidate failed too" in original.reason
+    assert "the image or the infrastructure is at fault, not the candidate" in original.reason
+    assert twin.outcome is not CellOutcome.PASSED and twin.control_of == "broken-second-boot"
+    assert result.verdict is RunVerdict.INCONCLUSIVE, result.summary
 
 
 def test_the_observe_policy_counts_crashes_into_a_boot_loop(incident_runs: Batch) -> None:

@@ -125,6 +125,10 @@ def test_the_repositorys_definitions_have_unique_names():
         (DEBIAN.replace("kind: debian\n", ""), "'kind'"),
         ("- debian\n", "Input should be a valid dictionary"),
         ("name: [debian\n", "while parsing"),
+        (
+            "kind: debian-fastboot\nname: broken\nbase: debian12-kernel-n\ncrash_from_boot: 1\n",
+            "debian-fastboot.crash_from_boot: Input should be greater than or equal to 2",
+        ),
     ],
     ids=[
         "kernel-not-a-string",
@@ -141,6 +145,7 @@ def test_the_repositorys_definitions_have_unique_names():
         "kind-missing",
         "not-a-mapping",
         "bad-yaml",
+        "crashing-from-the-first-boot",  # nothing could be installed: it would never reach a candidate
     ],
 )
 def test_errors_name_the_field(tmp_path, text, fragment):
@@ -264,9 +269,14 @@ def test_initramfs_is_reproducible():
     assert initramfs_bytes(INIT, BUSYBOX) != initramfs_bytes(INIT + "\n", BUSYBOX)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "images" / "controls").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [path for path in sorted((REPO / "images" / "controls").glob("*.yaml")) if "init:" in path.read_text()],
+    ids=lambda p: p.name,
+)
 def test_every_command_a_control_init_runs_is_in_its_initramfs(path):
     definition = load_definition(path)
+    assert isinstance(definition, InitramfsImage)
     applets = {
         name.removeprefix("bin/") for name in cpio(initramfs_bytes(definition.init, BUSYBOX), "-t").split()
     }
