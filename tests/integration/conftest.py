@@ -108,15 +108,18 @@ def candidate_without_kernel_n(tmp_path_factory: pytest.TempPathFactory, kernels
 
 
 def find_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], list[Path]]:
-    """Testbed domains (through libvirt) and overlays (on the filesystem) still present."""
+    """Testbed domains (through libvirt) and a cell's files in the pool, on the filesystem or still
+    listed by libvirt's pool (a file deleted behind libvirt's back stays listed there)."""
     host = LibvirtHost(settings.hosts[0])
+    pool = settings.pool_dir(settings.hosts[0])
     host.connect()
     try:
         domains = [name for name in host.testbed_domains() if run_id in name]
+        volumes = {pool / name for name in host.overlay_names(pool) if name.startswith("tb-")}
     finally:
         host.close()
-    pool = settings.pool_dir(settings.hosts[0])
-    overlays = [path for path in pool.glob("tb-*") if run_id in path.name] if pool.exists() else []
+    files = set(pool.glob("tb-*")) if pool.exists() else set()
+    overlays = sorted(path for path in files | volumes if run_id in path.name)
     return domains, overlays
 
 
