@@ -106,7 +106,8 @@ def ensure_base_rootfs(definition: DebianImage, mirror: str, cache_dir: Path, pr
     return base / "rootfs"
 
 
-def _write(root: Path, relative: str, text: str) -> None:
+def write_into_root(root: Path, relative: str, text: str) -> None:
+    """A file of the image's root file system, its directories made as needed."""
     path = root / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -115,28 +116,28 @@ def _write(root: Path, relative: str, text: str) -> None:
 def customize(root: Path, definition: DebianImage, log: Path, *, hostname: str | None = None) -> None:
     """What every testbed guest needs: console, network, crash reporting, a clean identity."""
     name = hostname or definition.name
-    _write(root, "etc/hostname", f"{name}\n")
-    _write(root, "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
-    _write(root, "etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
-    _write(root, "etc/systemd/network/80-testbed-dhcp.network", _NETWORK_UNIT)
-    _write(root, "etc/modules-load.d/testbed-pvpanic.conf", "pvpanic_mmio\n")
-    _write(root, "etc/sysctl.d/90-testbed-crash.conf", _CRASH_SYSCTL)
+    write_into_root(root, "etc/hostname", f"{name}\n")
+    write_into_root(root, "etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {name}\n")
+    write_into_root(root, "etc/fstab", "/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    write_into_root(root, "etc/systemd/network/80-testbed-dhcp.network", _NETWORK_UNIT)
+    write_into_root(root, "etc/modules-load.d/testbed-pvpanic.conf", "pvpanic_mmio\n")
+    write_into_root(root, "etc/sysctl.d/90-testbed-crash.conf", _CRASH_SYSCTL)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    _write(root, "etc/ssh/sshd_config.d/90-testbed.conf", _SSHD_CONFIG)
-    _write(root, "etc/systemd/system/testbed-ssh-host-key.service", _HOST_KEY_UNIT)
+    write_into_root(root, "etc/ssh/sshd_config.d/90-testbed.conf", _SSHD_CONFIG)
+    write_into_root(root, "etc/systemd/system/testbed-ssh-host-key.service", _HOST_KEY_UNIT)
     for name in FASTBOOT_FILES:  # unused unless a fast-boot image boots this root with init=
         target = root / "usr/lib/endpoint-testbed" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((files("orchestrator.images") / "fastboot" / name).read_bytes())
         target.chmod(0o755)
-    _write(root, "etc/initramfs-tools/modules", "".join(f"{name}\n" for name in _INITRAMFS_MODULES))
+    write_into_root(root, "etc/initramfs-tools/modules", "".join(f"{name}\n" for name in _INITRAMFS_MODULES))
     conf = root / "etc/initramfs-tools/initramfs.conf"
     conf.write_text(conf.read_text().replace("MODULES=most", "MODULES=list"))
     # An empty machine-id makes every clone generate its own on first boot. systemd would copy
     # dbus's build-time id instead if it were there, and then every clone shares one DHCP client
     # id and dnsmasq hands them all the same address.
-    _write(root, "etc/machine-id", "")
+    write_into_root(root, "etc/machine-id", "")
     dbus_id = root / "var/lib/dbus/machine-id"
     if dbus_id.exists() or dbus_id.is_symlink():
         dbus_id.unlink()

@@ -14,7 +14,13 @@ from pathlib import Path
 
 from orchestrator.adapters.process import run_tool
 from orchestrator.errors import InfrastructureError
-from orchestrator.images.debian_builder import FAST_INIT, Progress, finish_image, prepare_root
+from orchestrator.images.debian_builder import (
+    FAST_INIT,
+    Progress,
+    finish_image,
+    prepare_root,
+    write_into_root,
+)
 from orchestrator.images.definition import DebianImage, FastBootImage
 from orchestrator.images.initramfs_builder import BUSYBOX, initramfs_bytes
 
@@ -111,9 +117,7 @@ def build_fastboot_image(
     progress(f"keeping {len(keep)} of {len(graph)} kernel modules for {definition.name}")
     trim_modules(root, base.kernel, keep, log)
     if definition.crash_from_boot is not None:
-        marker = root / CRASH_FROM_BOOT.lstrip("/")
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{definition.crash_from_boot}\n")
+        write_into_root(root, CRASH_FROM_BOOT.lstrip("/"), f"{definition.crash_from_boot}\n")
     boot = closure(graph, ROOT_MODULES)
     files = tuple((f"lib/modules/{Path(path).name}", (tree / path).read_bytes()) for path in boot)
     order = "".join(f"{Path(path).name}\n" for path in boot).encode()
