@@ -3,6 +3,7 @@ candidates built against the images' kernel headers, and a check that nothing is
 
 import fcntl
 import importlib.util
+import json
 import os
 import shutil
 import threading
@@ -105,6 +106,20 @@ def candidate_without_kernel_n(tmp_path_factory: pytest.TempPathFactory, kernels
         _build_sensor(root / "candidate", "good", kernels[1:])
 
     return built_once(tmp_path_factory, "candidate-without-n", build) / "candidate"
+
+
+def activity_outputs(evidence: Path) -> list[list[str]]:
+    """What each run of a cell's activity workload printed, in order: the lines the playbook's
+    "show" task put into ansible-runner's recorded events (playbooks/linux/run_activity.yml)."""
+    runs = []
+    with (evidence / "ansible-events.jsonl").open() as stream:
+        for raw in stream:
+            event = json.loads(raw)
+            result = event.get("event_data", {}).get("res", {})
+            shown = result.get("testbed_activity.stdout_lines") if isinstance(result, dict) else None
+            if event.get("event") == "runner_on_ok" and shown:
+                runs.append([line.strip() for line in shown])
+    return runs
 
 
 def find_leftovers(settings: Settings, run_id: str = "") -> tuple[list[str], list[Path]]:

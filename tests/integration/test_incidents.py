@@ -8,7 +8,6 @@ activity workload (samples/activity). Each test reads its own run's result.
 import base64
 import hashlib
 import importlib.util
-import json
 import shlex
 import shutil
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from orchestrator.config import Settings
 from orchestrator.core.content_variants import COUNT_VARIANTS, SIMPLE_VARIANTS, expand_variants
 from orchestrator.core.outcomes import CellOutcome, RunVerdict
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import Batch
+from tests.integration.conftest import Batch, activity_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -101,19 +100,14 @@ _SWEEP_PREAMBLE = """#!/bin/sh
 set -u
 FW=/lib/firmware/testbed-sensor/channel.bin
 failures=0
+failed() { echo "sweep: $variant: FAILED: $*"; failures=$((failures + 1)); }
 load() {
 \tvariant=$1 want=$2
 \tbase64 -d > "$FW.tmp" && mv "$FW.tmp" "$FW"
 \tgot=$(sha256sum "$FW" | cut -d " " -f 1)
-\tif [ "$got" != "$want" ]; then
-\t\techo "sweep: $variant: FAILED: wrote $got"; failures=$((failures + 1)); return
-\tfi
-\tif ! modprobe -r testbed_sensor || ! modprobe testbed_sensor; then
-\t\techo "sweep: $variant: FAILED: the sensor did not restart"; failures=$((failures + 1)); return
-\tfi
-\tif ! health=$(sh /var/lib/testbed-sensor/healthcheck.sh 2>&1); then
-\t\techo "sweep: $variant: FAILED: $health"; failures=$((failures + 1)); return
-\tfi
+\t[ "$got" = "$want" ] || { failed "wrote $got"; return; }
+\tmodprobe -r testbed_sensor && modprobe testbed_sensor || { failed "the sensor did not restart"; return; }
+\thealth=$(sh /var/lib/testbed-sensor/healthcheck.sh 2>&1) || { failed "$health"; return; }
 \techo "sweep: $variant $want: $health"
 }
 """
@@ -269,7 +263,10 @@ def test_the_validating_sensor_survives_every_generated_variant_and_boots_on_zer
     assert cell.outcome is CellOutcome.PASSED, cell.reason
     digests = variant_sweep[1]
     assert len(digests) == len(SIMPLE_VARIANTS) + 3 * len(COUNT_VARIANTS)  # the sample declares 3 counts
-    runs = sweep_outputs(Path(cell.evidence_dir or "") / "ansible-events.jsonl")
+    runs = [
+        [line for line in run if line.startswith("sweep:")]
+        for run in activity_outputs(Path(cell.evidence_dir or ""))
+    ]
     assert len(runs) == 2, runs  # after the install, and after the reboot
     for lines in runs:
         for variant, digest in digests.items():
@@ -280,20 +277,6 @@ def test_the_validating_sensor_survives_every_generated_variant_and_boots_on_zer
     # the boot between the two sweeps loaded the zero-filled file the first one left
     console = (Path(cell.evidence_dir or "") / "console.log").read_text(errors="replace")
     assert "content rejected: bad magic 00000000" in console.split("sysrq: Resetting")[-1]
-
-
-ACTIVITY_TASK = "candidate: run the activity workload"  # playbooks/linux/run_activity.yml
-
-
-def sweep_outputs(events_log: Path) -> list[list[str]]:
-    """What each run of the activity workload printed, from ansible-runner's recorded events."""
-    outputs = []
-    for line in events_log.read_text().splitlines():
-        event = json.loads(line)
-        data = event.get("event_data", {})
-        if event.get("event") == "runner_on_ok" and data.get("task") == ACTIVITY_TASK:
-            outputs.append([text for text in data["res"]["stdout_lines"] if text.startswith("sweep:")])
-    return outputs
 
 
 def test_the_activity_triggered_crash_is_caught_only_with_the_activity_step(incident_runs: Batch) -> None:

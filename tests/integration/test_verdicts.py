@@ -7,7 +7,6 @@ host's slots stay busy while the tests read their results in turn.
 
 import importlib.util
 import ipaddress
-import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ import pytest
 from orchestrator.config import Settings
 from orchestrator.core.outcomes import CellOutcome, RunVerdict
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import Batch
+from tests.integration.conftest import Batch, activity_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -177,19 +176,9 @@ def test_a_guest_reaches_nothing_on_the_host_but_what_the_testbed_needs(
     result = fault_runs.result("contained")
     (cell,) = result.cells
     assert cell.outcome is CellOutcome.PASSED, cell.reason  # SSH from the host still works
-    lines = _activity_output(Path(cell.evidence_dir or ""))
+    lines = [line for run in activity_outputs(Path(cell.evidence_dir or "")) for line in run]
     assert len(lines) == 10  # five probes, after install and after the reboot
     assert all(line.startswith("blocked: ") for line in lines), lines
     assert listener.connections == 0
 
 
-def _activity_output(evidence: Path) -> list[str]:
-    lines = []
-    with (evidence / "ansible-events.jsonl").open() as stream:
-        for raw in stream:
-            event = json.loads(raw)
-            result = event.get("event_data", {}).get("res", {})
-            shown = result.get("testbed_activity.stdout_lines") if isinstance(result, dict) else None
-            if event.get("event") == "runner_on_ok" and shown:
-                lines += [line.strip() for line in shown]
-    return lines
