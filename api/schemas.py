@@ -239,6 +239,11 @@ class CellOut(BaseModel):
     state: CellState
     phase: str
     outcome: CellOutcome | None = None
+    observed: CellOutcome | None = Field(None, description="what the guest did, before blame")
+    expected_outcome: CellOutcome | None = Field(None, description="a control image's declared outcome")
+    verdict_outcome: CellOutcome | None = Field(
+        None, description="the outcome the verdict counts: passed for a control image doing as declared"
+    )
     reason: str = ""
     crash_title: str | None = Field(None, description="the kernel report's title (guest text: untrusted)")
     detail: str = Field("", description="what the latest event said about the cell")
@@ -262,6 +267,9 @@ class CellOut(BaseModel):
             state=record.state,
             phase=record.phase,
             outcome=record.outcome,
+            observed=record.observed,
+            expected_outcome=record.expected_outcome,
+            verdict_outcome=record.verdict_outcome,
             reason=record.reason,
             crash_title=record.crash_title,
             detail=record.detail,

@@ -45,17 +45,24 @@
     for (var i = 0; i < cells.length; i++) { showElapsed(cells[i]); }
   }
 
+  function asDeclared(event) {
+    var data = event.kind === "cell_finished" && event.data;
+    return Boolean(data && data.expected_outcome && data.observed === data.expected_outcome);
+  }
+
   function onCell(event) {
     var cell = cellOf(event.cell_id);
     if (!cell) { return; }
     if (event.attempt && cell.dataset.attempt && event.attempt > Number(cell.dataset.attempt)) {
       cell.dataset.finishedAt = "";  // a new attempt on a fresh clone
       setClass(cell, "outcome-", "");
+      cell.classList.remove("as-expected");
       field(cell, "title").textContent = "";
     }
     cell.dataset.attempt = event.attempt || 1;
     if (event.state) { setClass(cell, "state-", event.state); }
-    field(cell, "state").textContent = event.outcome || event.state || "";
+    var asExpected = asDeclared(event);
+    field(cell, "state").textContent = asExpected ? event.data.observed + " (expected)" : event.outcome || event.state || "";
     field(cell, "phase").textContent = event.phase || "";
     if (!cell.dataset.startedAt && event.state && event.state !== "pending" && event.state !== "done") {
       cell.dataset.startedAt = event.at;
@@ -63,7 +70,9 @@
     if (event.kind === "cell_finished") {
       cell.dataset.finishedAt = (event.data && event.data.finished_at) || event.at;
       if (event.data && event.data.started_at) { cell.dataset.startedAt = event.data.started_at; }
-      setClass(cell, "outcome-", event.outcome);
+      // A control image doing what it is declared to do counts as a pass, as the verdict has it.
+      setClass(cell, "outcome-", asExpected ? "passed" : event.outcome);
+      cell.classList.toggle("as-expected", asExpected);
       if (event.data && event.data.crash && event.data.crash.title) {
         field(cell, "title").textContent = event.data.crash.title;
       }

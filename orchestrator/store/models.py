@@ -79,6 +79,8 @@ class CellRow(Base):
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     last_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    observed: Mapped[str | None] = mapped_column(String(32))  # what the guest did, before blame
+    expected_outcome: Mapped[str | None] = mapped_column(String(32))  # a control image's declared one
 
 
 class EventRow(Base):

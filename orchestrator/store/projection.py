@@ -7,7 +7,8 @@ Rules:
   (or when the engine hands over the result);
 - a cell takes the state, phase, host and attempt of each event about it; a new attempt (a retry
   on a fresh clone) clears what the previous attempt ended with; CELL_FINISHED carries the final
-  result (outcome, reason, crash title, timings, times) in its ``data``.
+  result (outcome, reason, crash title, timings, times, and for a control image what it did and
+  was declared to do) in its ``data``.
 """
 
 from dataclasses import replace
@@ -52,6 +53,8 @@ def apply_to_cell(cell: CellRecord, event: RunEvent) -> CellRecord:
             timings=(),
             finished_at=None,
             attempt=event.attempt,
+            observed=None,
+            expected_outcome=None,
         )
     state = event.state or cell.state
     changed = replace(
@@ -88,7 +91,17 @@ def _finished(cell: CellRecord, event: RunEvent) -> CellRecord:
         timings=timings_from(data.get("timings")),
         started_at=data.get("started_at") if data.get("started_at") is not None else cell.started_at,
         finished_at=data.get("finished_at") if data.get("finished_at") is not None else event.at,
+        observed=_outcome_or_none(data.get("observed")),
+        expected_outcome=_outcome_or_none(data.get("expected_outcome")),
     )
+
+
+def _outcome_or_none(raw: Any) -> CellOutcome | None:
+    """An outcome named in an event's data; anything else (absent, unknown) as none."""
+    try:
+        return CellOutcome(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def timings_from(raw: Any) -> tuple[PhaseTimingRecord, ...]:
@@ -115,6 +128,8 @@ def cell_from_result(cell: CellRecord, result: CellResult) -> CellRecord:
         timings=tuple(PhaseTimingRecord(t.phase, t.seconds) for t in result.timings),
         started_at=result.started_at if result.started_at is not None else cell.started_at,
         finished_at=result.finished_at if result.finished_at is not None else cell.finished_at,
+        observed=result.observed,
+        expected_outcome=result.expected_outcome,
     )
 
 

@@ -69,6 +69,18 @@ class CellRecord:
     started_at: float | None = None
     finished_at: float | None = None
     last_sequence: int = 0  # the newest event applied: older or repeated events change nothing
+    observed: CellOutcome | None = None  # what the guest did, before blame
+    expected_outcome: CellOutcome | None = None  # a control image's declared outcome
+
+    @property
+    def as_expected(self) -> bool:
+        """A control image that did what it is there to do: the verdict counts it as a pass."""
+        return self.expected_outcome is not None and self.observed is self.expected_outcome
+
+    @property
+    def verdict_outcome(self) -> CellOutcome | None:
+        """The outcome the run's verdict counts (``CellResult.verdict_outcome``), once ended."""
+        return CellOutcome.PASSED if self.as_expected else self.outcome
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
@@ -296,17 +296,21 @@ def _new_cell_row(run_id: str, cell_id: str, position: int) -> CellRow:
 
 
 def _count(cells: Iterable[CellRecord]) -> dict[str, int]:
+    """Cells by the outcome the verdict counts (a control image doing as declared: passed), or by
+    state until they end."""
     counts: dict[str, int] = {}
     for cell in cells:
-        key = str(cell.outcome or cell.state)
+        key = str(cell.verdict_outcome or cell.state)
         counts[key] = counts.get(key, 0) + 1
     return counts
 
 
 def _cell_counts(session: Session, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """``_count`` for many runs at once, in the database."""
     if not run_ids:
         return {}
-    key = func.coalesce(CellRow.outcome, CellRow.state)
+    as_expected = and_(CellRow.expected_outcome.is_not(None), CellRow.observed == CellRow.expected_outcome)
+    key = case((as_expected, str(CellOutcome.PASSED)), else_=func.coalesce(CellRow.outcome, CellRow.state))
     rows = session.execute(
         select(CellRow.run_id, key, func.count())
         .where(CellRow.run_id.in_(run_ids))
@@ -368,6 +372,8 @@ def _cell_record(row: CellRow) -> CellRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         last_sequence=row.last_sequence,
+        observed=CellOutcome(row.observed) if row.observed else None,
+        expected_outcome=CellOutcome(row.expected_outcome) if row.expected_outcome else None,
     )
 
 
@@ -384,3 +390,5 @@ def _write_cell(row: CellRow, record: CellRecord) -> None:
     row.started_at = record.started_at
     row.finished_at = record.finished_at
     row.last_sequence = record.last_sequence
+    row.observed = str(record.observed) if record.observed else None
+    row.expected_outcome = str(record.expected_outcome) if record.expected_outcome else None

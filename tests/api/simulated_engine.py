@@ -10,6 +10,7 @@ A guest behaves as its image's name says:
 - ``*crash*``: panics right after the candidate is installed (its console shows an oops, an ANSI
   sequence and a ``<script>`` line, as an untrusted guest may print);
 - ``*slow*``: every boot takes ``SLOW_BOOT_S`` to answer, so a test can watch or cancel it;
+- ``*hang*``: never answers (a control image declared to hang, as ``control-hang``);
 - anything else: a healthy guest.
 """
 
@@ -107,6 +108,9 @@ class SimulatedGuest:
         self._say(f"[    0.000000] Linux version {self.plan.image.kernel} (simulated)")
 
     def start_probe(self, boot: int, stale_mark: str | None) -> None:
+        if "hang" in self._image:
+            self._say(f"[    1.000000] simulated boot {boot}: hung")
+            return
         delay = SLOW_BOOT_S if "slow" in self._image else QUICK_S
         self._say(f"[    1.000000] simulated boot {boot}: up")
         _later(delay, lambda: self._post(GuestAnswered(f"boot-{self.boots}")))
@@ -305,9 +309,11 @@ class SimulatedEngine:
 
 
 def write_image_catalog(
-    images_dir: Path, names: Sequence[str] = ("sim-linux", "sim-linux-crash", "sim-linux-slow")
+    images_dir: Path,
+    names: Sequence[str] = ("sim-linux", "sim-linux-crash", "sim-linux-slow", "sim-linux-hang"),
 ) -> None:
-    """A catalog of simulated images (tiny placeholder files), as ``testbed images build`` writes one."""
+    """A catalog of simulated images (tiny placeholder files), as ``testbed images build`` writes one;
+    the ``*hang*`` one is a control image declared to hang."""
     catalog = ImageCatalog(images_dir)
     for name in names:
         directory = images_dir / name
@@ -329,5 +335,6 @@ def write_image_catalog(
                 kernel_cmdline="console=ttyS0",
                 built_at=time.time(),
                 disk_bytes=10,
+                expected_outcome="hung" if "hang" in name else None,
             )
         )

@@ -122,6 +122,34 @@ def test_the_cell_page_shows_the_crash_and_escapes_what_the_guest_printed(browse
     assert "install candidate" in page  # phase timings
 
 
+CONTROL_HANG = "name: sim-control\nimages: [sim-linux-hang]\ntimeouts: {ready: 10, stability: 5}\n"
+
+
+def test_a_control_image_that_hung_as_declared_shows_as_the_pass_the_verdict_counts(service, browser):
+    with service.client("submitter") as client:
+        candidate_id = upload_candidate(client, version="7.2.1-control")
+        run = finish(client, start_run(client, candidate_id, CONTROL_HANG)["id"])
+        listed = client.get("/api/v1/runs", params={"verdict": "passed"}).json()
+
+    (cell,) = run["cells"]
+    run_page = browser.get(f"/runs/{run['id']}").text
+    cell_page = browser.get(f"/runs/{run['id']}/cells/sim-linux-hang").text
+
+    assert run["verdict"] == "passed"
+    assert (cell["outcome"], cell["observed"], cell["expected_outcome"], cell["verdict_outcome"]) == (
+        "infra_error",
+        "hung",
+        "hung",
+        "passed",
+    )
+    assert next(r for r in listed["items"] if r["id"] == run["id"])["cell_counts"] == {"passed": 1}
+    drawn = r'<td class="cell state-done outcome-passed as-expected"\s+data-cell-id="sim-linux-hang"'
+    assert re.search(drawn, run_page)
+    assert '<div class="state" data-field="state">hung (expected)</div>' in run_page
+    assert '<span class="badge outcome-passed as-expected">hung (expected)</span>' in cell_page
+    assert "declared to end hung; it ended hung, as declared: the verdict counts it as passed" in cell_page
+
+
 def test_an_unknown_run_or_cell_is_a_404_page(browser, run):
     assert browser.get("/runs/20990101-000000-0000").status_code == 404
     assert browser.get(f"/runs/{run['id']}/cells/nope").status_code == 404

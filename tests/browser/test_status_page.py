@@ -203,6 +203,49 @@ def test_a_viewer_logs_in_and_watches_a_cell_change_state_without_a_reload(page,
     assert (tmp_path / "run-page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_control_image_that_hung_as_declared_turns_to_the_pass_it_counts_as(page, service, store):
+    run_id = "20260719-042000-c0c0"
+    new_run(store, service, run_id)
+    store.append_event(RunEvent(run_id, 1, 1000.0, RunEventKind.RUN_STARTED, detail="2 cell(s)"))
+    log_in(page, service, f"/runs/{run_id}")
+    cell = page.locator('td[data-cell-id="debian12-kernel-n1"]')
+    hung = CellResult(
+        "debian12-kernel-n1",
+        "debian12-kernel-n1",
+        "6.1.0-55-amd64",
+        "local",
+        CellOutcome.INFRA_ERROR,
+        "before the candidate was installed: boot 1 did not become ready within 20s",
+        started_at=1001.0,
+        finished_at=1030.0,
+        observed=CellOutcome.HUNG,
+        expected_outcome=CellOutcome.HUNG,
+    )
+
+    store.append_event(
+        RunEvent(
+            run_id,
+            2,
+            1030.0,
+            RunEventKind.CELL_FINISHED,
+            cell_id="debian12-kernel-n1",
+            state=CellState.DONE,
+            outcome=CellOutcome.INFRA_ERROR,
+            detail=hung.reason,
+            data=hung.as_dict(),
+        )
+    )
+    cell.locator('[data-field="state"]').filter(has_text="hung (expected)").wait_for()
+    live = cell.get_attribute("class").split()
+    page.reload()
+    reloaded = cell.get_attribute("class").split()
+
+    for classes in (live, reloaded):  # as the event stream drew it, and as the server renders it
+        assert {"outcome-passed", "as-expected"} <= set(classes), classes
+        assert "outcome-infra_error" not in classes
+    assert cell.locator('[data-field="state"]').inner_text() == "hung (expected)"
+
+
 def test_what_a_guest_printed_shows_as_text_on_the_cell_page(page, service, store, tmp_path):
     run_id = "20260719-041500-c0c0"
     evidence = new_run(store, service, run_id) / "cells" / "debian12-kernel-n"

@@ -191,6 +191,8 @@ def test_run_projection(before, incoming, expected):
                 finished_at=7.0,
                 started_at=2.0,
                 last_sequence=7,
+                observed=CellOutcome.INFRA_ERROR,
+                expected_outcome=CellOutcome.HUNG,
             ),
             event(
                 8,
@@ -211,6 +213,54 @@ def test_run_projection(before, incoming, expected):
                 last_sequence=8,
             ),
             id="a retry clears what the attempt before ended with",
+        ),
+        pytest.param(
+            replace(CELL, state=CellState.BOOTING, started_at=2.0, last_sequence=3),
+            event(
+                4,
+                RunEventKind.CELL_FINISHED,
+                cell_id="c",
+                state=CellState.DONE,
+                outcome=CellOutcome.INFRA_ERROR,
+                data={**FINISHED_DATA, "outcome": "infra_error", "crash": None}
+                | {"observed": "hung", "expected_outcome": "hung"},
+            ),
+            replace(
+                CELL,
+                state=CellState.DONE,
+                outcome=CellOutcome.INFRA_ERROR,
+                reason="the guest panicked",
+                host="local",
+                timings=(PhaseTimingRecord("boot 1", 20.5), PhaseTimingRecord("install", 3.0)),
+                started_at=2.0,
+                finished_at=9.0,
+                last_sequence=4,
+                observed=CellOutcome.HUNG,
+                expected_outcome=CellOutcome.HUNG,
+            ),
+            id="CELL_FINISHED of a control image carries what it did and was declared to do",
+        ),
+        pytest.param(
+            replace(CELL, state=CellState.BOOTING, started_at=2.0, last_sequence=3),
+            event(
+                4,
+                RunEventKind.CELL_FINISHED,
+                cell_id="c",
+                state=CellState.DONE,
+                data={**FINISHED_DATA, "crash": None, "observed": "exploded", "expected_outcome": 7},
+            ),
+            replace(
+                CELL,
+                state=CellState.DONE,
+                outcome=CellOutcome.CRASHED,
+                reason="the guest panicked",
+                host="local",
+                timings=(PhaseTimingRecord("boot 1", 20.5), PhaseTimingRecord("install", 3.0)),
+                started_at=2.0,
+                finished_at=9.0,
+                last_sequence=4,
+            ),
+            id="an outcome the engine never names is read as none",
         ),
         pytest.param(
             replace(CELL, state=CellState.SOAKING, last_sequence=9),
@@ -264,6 +314,8 @@ def test_the_engines_result_finishes_run_and_cell_whatever_events_were_seen():
                 started_at=3.0,
                 finished_at=8.0,
                 attempt=2,
+                observed=CellOutcome.HUNG,
+                expected_outcome=CellOutcome.HUNG,
             )
         ],
         evidence_dir="/e",
@@ -292,4 +344,28 @@ def test_the_engines_result_finishes_run_and_cell_whatever_events_were_seen():
         timings=(PhaseTimingRecord("boot 1", 4.0),),
         started_at=3.0,
         finished_at=8.0,
+        observed=CellOutcome.HUNG,
+        expected_outcome=CellOutcome.HUNG,
     )
+    assert (cell.as_expected, cell.verdict_outcome) == (True, CellOutcome.PASSED)
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected_outcome", "as_expected"),
+    [
+        (CellOutcome.HUNG, CellOutcome.HUNG, True),
+        (CellOutcome.CRASHED, CellOutcome.HUNG, False),  # a control image doing something else
+        (None, CellOutcome.HUNG, False),  # ended before the guest did anything
+        (CellOutcome.INFRA_ERROR, None, False),  # not a control image
+    ],
+)
+def test_only_a_control_image_doing_as_declared_counts_as_passed(observed, expected_outcome, as_expected):
+    cell = replace(
+        CELL,
+        state=CellState.DONE,
+        outcome=CellOutcome.INFRA_ERROR,
+        observed=observed,
+        expected_outcome=expected_outcome,
+    )
+    assert cell.as_expected is as_expected
+    assert cell.verdict_outcome is (CellOutcome.PASSED if as_expected else CellOutcome.INFRA_ERROR)

@@ -6,7 +6,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
@@ -15,6 +17,7 @@ from orchestrator.core.records import CellResult, RunEvent, RunEventKind, RunRes
 from orchestrator.engine.event_bus import EventBus
 from orchestrator.errors import ConfigurationError, InternalError
 from orchestrator.store import Database, MatrixStore, RunStatus, SqlRunStore, open_database
+from orchestrator.store.database import MIGRATIONS_DIR
 from orchestrator.store.models import Base
 
 pytestmark = pytest.mark.unit
@@ -85,7 +88,7 @@ def test_migrations_build_the_schema_from_empty_exactly_as_the_models_describe_i
 
     assert differences == []
     assert {"candidates", "matrices", "runs", "cells", "events", "tokens"} <= tables
-    assert revision == "0001_initial"
+    assert revision == "0002_cell_expectations"
 
 
 def test_opening_again_migrates_nothing_and_keeps_the_data(database_url, store):
@@ -96,6 +99,64 @@ def test_opening_again_migrates_nothing_and_keeps_the_data(database_url, store):
         assert SqlRunStore(again).get_run("kept") is not None
     finally:
         again.close()
+
+
+def control_image_result(run_id: str) -> RunResult:
+    """A run of two control cells: one hung as its image declares, one crashed instead."""
+    outcome = result(run_id, RunVerdict.INCONCLUSIVE)
+    outcome.cells = [
+        CellResult(
+            cell,
+            "control-hang",
+            "k",
+            "local",
+            CellOutcome.INFRA_ERROR,
+            "before the candidate was installed: boot 1 did not become ready",
+            observed=observed,
+            expected_outcome=CellOutcome.HUNG,
+        )
+        for cell, observed in (("declared", CellOutcome.HUNG), ("other", CellOutcome.CRASHED))
+    ]
+    return outcome
+
+
+def test_a_control_image_doing_as_declared_is_stored_as_such_and_counted_as_passed(store):
+    accept(store, "r1", "declared", "other")
+
+    store.finish_run(control_image_result("r1"))
+
+    run = store.get_run("r1")
+    listed, _ = store.list_runs()
+    assert [(c.cell_id, c.outcome, c.observed, c.as_expected) for c in run.cells] == [
+        ("declared", CellOutcome.INFRA_ERROR, CellOutcome.HUNG, True),
+        ("other", CellOutcome.INFRA_ERROR, CellOutcome.CRASHED, False),
+    ]
+    assert run.cell_counts == listed[0].cell_counts == {"passed": 1, "infra_error": 1}
+
+
+def test_upgrading_a_store_of_the_first_schema_fills_the_new_columns_from_stored_results(database_url):
+    first = open_database(database_url)
+    accept(SqlRunStore(first), "old", "declared", "other")
+    SqlRunStore(first).finish_run(control_image_result("old"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with first.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001_initial")  # as a store written before 0002 has it
+    first.close()
+
+    upgraded = open_database(database_url)
+    try:
+        run = SqlRunStore(upgraded).get_run("old")
+    finally:
+        upgraded.close()
+
+    assert run is not None and run.verdict is RunVerdict.INCONCLUSIVE  # nothing stored was lost
+    assert [(c.cell_id, c.observed, c.expected_outcome) for c in run.cells] == [
+        ("declared", CellOutcome.HUNG, CellOutcome.HUNG),
+        ("other", CellOutcome.CRASHED, CellOutcome.HUNG),
+    ]
+    assert run.cell_counts == {"passed": 1, "infra_error": 1}
 
 
 def test_the_embedded_database_runs_in_wal_mode(database):
