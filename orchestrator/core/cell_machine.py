@@ -139,8 +139,12 @@ class CellContext:
 
     @property
     def phase(self) -> str:
-        """What the cell is doing, for people."""
-        boot = f"boot {self.boot + 1}/{self.boots}"
+        """What the cell is doing, for people. A boot after a crash under the observe policy is
+        one the plan never had: it has no "of N", and says how many crashes came before it."""
+        number = self.boot + 1
+        boot = f"boot {number}/{self.boots}" if number <= self.boots else f"boot {number}"
+        if self.crashes:
+            boot += f" (after {self.crashes} crash{'es' if self.crashes > 1 else ''})"
         match self.state:
             case CellState.BOOTING:
                 return f"{boot}: waiting for readiness"

@@ -744,12 +744,18 @@ def test_the_workload_failing_with_the_candidate_in_is_degraded(make_plan):
 def test_observe_policy_resets_after_a_crash_and_counts_a_boot_loop(make_plan):
     plan = replace(make_plan(boot_loop_after=3), crash_policy=CrashPolicy.OBSERVE)
     context = at("last-stabilizing", plan)
+    phases = []
     for crash in (1, 2):
         transition = advance(context, DomainCrashed("panicked"))
         assert transition.state is CellState.BOOTING
         assert ResetGuest() in transition.commands
         context = advance(transition.context, DomainReset()).context  # the reset we asked for
         assert context.unexpected_resets == 0 and context.crashes == crash
+        phases.append(context.phase)
+    assert phases == [  # boots past the plan's two: no "of 2"
+        "boot 3 (after 1 crash): waiting for readiness",
+        "boot 4 (after 2 crashes): waiting for readiness",
+    ]
     looped = advance(context, DomainCrashed("panicked"))
     assert_finished(looped, CellOutcome.BOOT_LOOP)
     assert "3 crashes in 3 boots" in looped.context.reason
