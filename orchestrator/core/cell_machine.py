@@ -627,6 +627,12 @@ def _fail(context: CellContext, outcome: CellOutcome, reason: str) -> Transition
 def _finish(
     context: CellContext, outcome: CellOutcome, reason: str, *, retryable: bool = False
 ) -> Transition:
+    if context.crashes and outcome not in (CellOutcome.CRASHED, CellOutcome.BOOT_LOOP):
+        # The observe policy saw the candidate crash the guest: whatever ends the cell later (a
+        # failing probe, a hang, a cancel, the host) must not hide that crash from the report.
+        reason = f"{_after_crashes(context.crashes, outcome)}: {reason}"
+        context = replace(context, observed=CellOutcome.CRASHED)
+        outcome, retryable = CellOutcome.CRASHED, False
     commands = (
         *_stop_everything(context),
         CancelTimer(Timer.NMI_GRACE),
@@ -645,6 +651,12 @@ def _finish(
         ),
         commands,
     )
+
+
+def _after_crashes(crashes: int, then: CellOutcome) -> str:
+    if then is CellOutcome.DEGRADED:  # the guest came back up, but not healthy
+        return f"recovered after {crashes} crash(es), but degraded"
+    return f"crashed {crashes} time(s) and was reset after each, then {then}"
 
 
 def _prefixed(commands: tuple[CellCommand, ...], transition: Transition) -> Transition:

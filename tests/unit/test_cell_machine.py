@@ -773,6 +773,25 @@ def test_observe_policy_a_guest_that_recovers_still_fails_the_candidate(make_pla
     assert recovered.context.reason.startswith("recovered after 1 crash(es)")
 
 
+def test_observe_policy_a_crash_is_never_hidden_by_what_ends_the_cell_later(make_plan):
+    """A sensor that disables itself after crashing: the guest comes back, its health check fails.
+    The cell is still the crash, with both in its reason; so is a cell canceled after a crash."""
+    plan = replace(make_plan(reboots=1), crash_policy=CrashPolicy.OBSERVE)
+    context = advance(at("last-stabilizing", plan), DomainCrashed("panicked")).context
+    for event in (DomainReset(), GuestAnswered("m9"), STABLE):
+        context = advance(context, event).context
+
+    safe_mode = advance(context, healthy("m9", health_rc=1, health_output="testbed_sensor is in safe mode"))
+    canceled = advance(context, CancelRequested("user"))
+
+    assert_finished(safe_mode, CellOutcome.CRASHED)
+    assert safe_mode.context.observed is CellOutcome.CRASHED
+    assert safe_mode.context.reason.startswith("recovered after 1 crash(es), but degraded: ")
+    assert safe_mode.context.reason.endswith("testbed_sensor is in safe mode")
+    assert_finished(canceled, CellOutcome.CRASHED)
+    assert canceled.context.reason.startswith("crashed 1 time(s) and was reset after each, then canceled: ")
+
+
 def test_observe_policy_does_not_apply_before_the_candidate(make_plan):
     plan = replace(make_plan(), crash_policy=CrashPolicy.OBSERVE)
     assert_finished(
