@@ -5,7 +5,7 @@
         --kernel 6.1.0-56-amd64 --kernel 6.1.0-55-amd64 \\
         [--content good|zero-filled|new|activity|activity-malformed] \\
         [--sensor-version 1.1.0 --sensor-version 1.0.0 ...] [--version V] \\
-        [--tested-kernel 6.1.0-56-amd64 ...]
+        [--tested-kernel 6.1.0-56-amd64 ...] [--safe-mode-after N]
 
 For every sensor version and kernel release the module in module/ is built
 out of tree against /usr/src/linux-headers-<release> (one temporary build
@@ -16,11 +16,15 @@ stack buffer on them; a version ending in ``-validating`` (e.g.
 while staying loaded. Releases from 1.1.0 on look up a profile of the running
 kernel build at load, from a table of the kernels the vendor tested
 (--tested-kernel, default: every --kernel), and crash on a kernel without
-one; they also bring network containment (see module/contain.c). DIR then
-receives:
+one; they also bring network containment (see module/contain.c). With
+--safe-mode-after N every package carries crash-loop protection: each start
+goes through start-guard.sh, and after N starts in a row that the machine
+died in, the sensor stays off ("safe mode") until it is installed again.
+DIR then receives:
 
     testbed-sensor-<version>-linux-x86_64.tar.gz   one sensor package per version
-        testbed-sensor/{install.sh,uninstall.sh,healthcheck.sh,VERSION}
+        testbed-sensor/{install.sh,uninstall.sh,healthcheck.sh,start-guard.sh,VERSION}
+        testbed-sensor/SAFE_MODE_AFTER                   with --safe-mode-after only
         testbed-sensor/modules/<release>/testbed_sensor.ko
     content/channel-<content version>.bin          content file
     candidate.yaml                                 candidate manifest
@@ -56,7 +60,7 @@ MODULE_NAME = "testbed_sensor"
 PACKAGE_NAME = "testbed-sensor"
 DEFAULT_VERSION = "1.0.0"
 MODULE_SOURCES = ("Kbuild", "tbs.h", "main.c", "content.c", "match.c", "kprofile.c", "contain.c")
-PACKAGE_SCRIPTS = ("install.sh", "uninstall.sh", "healthcheck.sh")
+PACKAGE_SCRIPTS = ("install.sh", "uninstall.sh", "healthcheck.sh", "start-guard.sh")
 #: Where install.sh puts healthcheck.sh in the guest; the manifest's health_check runs it.
 HEALTH_CHECK = "sh /var/lib/testbed-sensor/healthcheck.sh"
 #: A sensor version ending in this builds the validating sensor.
@@ -275,6 +279,7 @@ def build_candidate(
     content_version: int | None = None,
     rules: int | None = None,
     tested_kernels: Sequence[str] = (),
+    safe_mode_after: int | None = None,
     headers_root: Path = DEFAULT_HEADERS_ROOT,
     log: Callable[[str], None] = print,
     compile_module: ModuleCompiler = build_module,
@@ -282,7 +287,8 @@ def build_candidate(
     """Build modules, packages, content and candidate.yaml into ``out_dir``.
 
     ``tested_kernels``: the kernels the vendor tested, each one of ``kernels`` (default: all);
-    sensors from 1.1.0 on crash on the others.
+    sensors from 1.1.0 on crash on the others. ``safe_mode_after``: the sensor stays off after
+    this many starts in a row that the machine died in (default: no crash-loop protection).
     """
     mc = _load_make_content()
     candidate_version, releases = resolve_versions(version, sensor_versions)
@@ -293,6 +299,8 @@ def build_candidate(
         if not _KREL_RE.match(krel):
             raise BuildError(f"invalid kernel release: {krel!r}")
     tested = resolve_tested_kernels(kernels, tested_kernels)
+    if safe_mode_after is not None and not 1 <= safe_mode_after <= 100:
+        raise BuildError(f"--safe-mode-after must be between 1 and 100, not {safe_mode_after}")
     if content not in mc.CONTENT_KINDS:
         raise BuildError(f"unknown content {content!r} (one of: {', '.join(mc.CONTENT_KINDS)})")
     cver = mc.CONTENT_KINDS[content] if content_version is None else content_version
@@ -312,6 +320,8 @@ def build_candidate(
         files: dict[str, tuple[bytes, int]] = {f"{top}/VERSION": (f"{release.version}\n".encode(), 0o644)}
         for script in PACKAGE_SCRIPTS:
             files[f"{top}/{script}"] = ((HERE / script).read_bytes(), 0o755)
+        if safe_mode_after is not None:
+            files[f"{top}/SAFE_MODE_AFTER"] = (f"{safe_mode_after}\n".encode(), 0o644)
         for krel in kernels:
             t0 = time.monotonic()
             ko = compile_module(krel, release.version, headers_root, tested)
@@ -410,6 +420,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rules", type=int, default=None, help="number of scan rules in the content (default 12)"
     )
     parser.add_argument(
+        "--safe-mode-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="crash-loop protection: the sensor stays off after N starts in a row that the machine "
+        "died in, until it is installed again (default: none)",
+    )
+    parser.add_argument(
         "--headers-root",
         type=Path,
         default=DEFAULT_HEADERS_ROOT,
@@ -428,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             content_version=args.content_version,
             rules=args.rules,
             tested_kernels=args.tested_kernel,
+            safe_mode_after=args.safe_mode_after,
             headers_root=args.headers_root,
             log=log,
         )

@@ -18,6 +18,10 @@ ok() { printf '%s: ok: %s\n' "$PROG" "$*"; exit 0; }
 fail() { printf '%s: FAIL: %s\n' "$PROG" "$*"; exit 1; }
 param() { cat "$PARAM_DIR/$1" 2>/dev/null || echo '?'; }
 
+if [ ! -d "$MOD_DIR" ] && [ -f "$ROOT/var/lib/testbed-sensor/safe-mode" ]; then
+	fail "$MODNAME is in safe mode: its last $(cat "$ROOT/var/lib/testbed-sensor/safe-mode") starts never" \
+		"finished (the machine went down each time); it stays off until reinstalled"
+fi
 [ -d "$MOD_DIR" ] || fail "$MODNAME is not loaded"
 version=$(cat "$MOD_DIR/version" 2>/dev/null || echo '?')
 state=$(param content_state)

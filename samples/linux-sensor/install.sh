@@ -6,7 +6,8 @@
 # Installs the kernel module built for the running kernel, the content file
 # (/lib/firmware/testbed-sensor/channel.bin), makes the module load at every
 # boot (/etc/modules-load.d/testbed-sensor.conf), installs the health check
-# (/var/lib/testbed-sensor/healthcheck.sh), starts the sensor now and
+# (/var/lib/testbed-sensor/healthcheck.sh) and, when the package asks for
+# it, crash-loop protection (start-guard.sh), starts the sensor now and
 # verifies that it loaded rules -- or, for the validating build, that it
 # rejected its content and keeps running.  Re-running it upgrades in place.
 #
@@ -29,6 +30,7 @@ MODNAME=testbed_sensor
 FW_DIR=/lib/firmware/testbed-sensor
 FW_FILE=$FW_DIR/channel.bin
 LOAD_CONF=/etc/modules-load.d/testbed-sensor.conf
+GUARD_CONF=/etc/modprobe.d/testbed-sensor.conf
 STATE_DIR=/var/lib/testbed-sensor
 PARAM_DIR=/sys/module/$MODNAME/parameters
 
@@ -122,6 +124,24 @@ printf '%s\n' "$VERSION" > "$STATE_DIR/VERSION" || die 4 "cannot write $STATE_DI
 install -m 0755 "$PKG_DIR/uninstall.sh" "$STATE_DIR/uninstall.sh" 2>/dev/null || :
 install -m 0755 "$PKG_DIR/healthcheck.sh" "$STATE_DIR/healthcheck.sh" ||
 	die 4 "cannot install the health check to $STATE_DIR"
+
+# Crash-loop protection (packages built with --safe-mode-after N): every start goes through
+# start-guard.sh, which stays off after N starts in a row the machine died in. Installing again
+# ends safe mode.
+rm -f "$STATE_DIR/unfinished-starts" "$STATE_DIR/safe-mode"
+if [ -f "$PKG_DIR/SAFE_MODE_AFTER" ]; then
+	install -m 0755 "$PKG_DIR/start-guard.sh" "$STATE_DIR/start-guard.sh" &&
+		install -m 0644 "$PKG_DIR/SAFE_MODE_AFTER" "$STATE_DIR/safe-mode-after" ||
+		die 4 "cannot install the start guard to $STATE_DIR"
+	install -d -m 0755 "$(dirname "$GUARD_CONF")" || die 4 "cannot create $(dirname "$GUARD_CONF")"
+	printf '# testbed-sensor: every start counted (safe mode after repeated crashes at start-up)\ninstall %s /bin/sh %s/start-guard.sh $CMDLINE_OPTS\n' \
+		"$MODNAME" "$STATE_DIR" > "$GUARD_CONF.tmp" &&
+		mv -f "$GUARD_CONF.tmp" "$GUARD_CONF" ||
+		die 4 "cannot write $GUARD_CONF"
+	msg "crash-loop protection: safe mode after $(cat "$STATE_DIR/safe-mode-after") unfinished starts"
+else
+	rm -f "$GUARD_CONF" "$STATE_DIR/start-guard.sh" "$STATE_DIR/safe-mode-after"
+fi
 
 # Make the installation durable before starting the sensor: if the sensor
 # takes the kernel down, the next boot still finds it installed (and loads

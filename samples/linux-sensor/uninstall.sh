@@ -17,7 +17,7 @@ esac
 [ "$(id -u)" -eq 0 ] || die "must be run as root"
 
 # Stop boot-time loading first, then the running sensor.
-rm -f /etc/modules-load.d/testbed-sensor.conf
+rm -f /etc/modules-load.d/testbed-sensor.conf /etc/modprobe.d/testbed-sensor.conf
 
 if [ -d "/sys/module/$MODNAME" ]; then
 	msg "stopping sensor"

@@ -159,10 +159,22 @@ def test_the_package_holds_the_scripts_the_installer_contract_needs(tmp_path, he
         "testbed-sensor/install.sh",
         f"testbed-sensor/modules/{KERNEL_N1}/testbed_sensor.ko",
         f"testbed-sensor/modules/{KERNEL_N}/testbed_sensor.ko",
+        "testbed-sensor/start-guard.sh",
         "testbed-sensor/uninstall.sh",
     ]
-    for script in ("install.sh", "uninstall.sh", "healthcheck.sh"):
+    for script in ("install.sh", "uninstall.sh", "healthcheck.sh", "start-guard.sh"):
         assert files[f"testbed-sensor/{script}"] == (SAMPLE / script).read_bytes()
+
+
+def test_crash_loop_protection_is_a_file_of_the_package_when_asked_for(tmp_path, headers_root):
+    plain = build(tmp_path / "plain", headers_root)
+    guarded = build(tmp_path / "guarded", headers_root, safe_mode_after=2)
+
+    assert "testbed-sensor/SAFE_MODE_AFTER" not in members(plain.package)
+    assert members(guarded.package)["testbed-sensor/SAFE_MODE_AFTER"] == b"2\n"
+    assert guarded.package_sha256 != plain.package_sha256
+    with pytest.raises(builder.BuildError, match="--safe-mode-after must be between 1 and 100, not 0"):
+        build(tmp_path / "zero", headers_root, safe_mode_after=0)
 
 
 def test_the_version_option_picks_the_candidates_release(tmp_path, headers_root):
@@ -491,6 +503,95 @@ def test_health_check_fails_when_the_module_is_not_loaded(tmp_path):
         1,
         "testbed-sensor-health: FAIL: testbed_sensor is not loaded\n",
     )
+
+
+def test_health_check_names_safe_mode(tmp_path):
+    (tmp_path / "var/lib/testbed-sensor").mkdir(parents=True)
+    (tmp_path / "var/lib/testbed-sensor/safe-mode").write_text("2\n")
+
+    result = health(tmp_path)
+
+    assert (result.returncode, result.stdout) == (
+        1,
+        "testbed-sensor-health: FAIL: testbed_sensor is in safe mode: its last 2 starts never finished "
+        "(the machine went down each time); it stays off until reinstalled\n",
+    )
+
+
+# ---- crash-loop protection: start-guard.sh, with a stub modprobe (nothing reaches the kernel) -----
+
+
+@pytest.fixture
+def guarded_root(tmp_path: Path) -> Path:
+    """A guest root with a safe-mode limit of 2, and a bin dir whose modprobe records its calls and
+    exits with the status in ``modprobe-status`` (a crash at start-up: the guard never resumes)."""
+    root = tmp_path / "root"
+    (root / "var/lib/testbed-sensor").mkdir(parents=True)
+    (root / "dev").mkdir()
+    (root / "var/lib/testbed-sensor/safe-mode-after").write_text("2\n")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    status = f"$(cat {root}/modprobe-status 2>/dev/null || echo 0)"
+    (fake_bin / "modprobe").write_text(f'#!/bin/sh\necho "$*" >> {root}/modprobe-calls\nexit "{status}"\n')
+    (fake_bin / "modprobe").chmod(0o755)
+    for tool in ("sh", "cat", "rm", "sync", "printf"):
+        found = shutil.which(tool)
+        assert found is not None
+        (fake_bin / tool).symlink_to(found)
+    return root
+
+
+def start(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", str(SAMPLE / "start-guard.sh"), "debug=1"],
+        env={"PATH": str(root.parent / "bin"), "LC_ALL": "C", "TESTBED_SENSOR_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def test_a_start_that_returns_clears_its_count_loaded_or_refused(guarded_root):
+    state = guarded_root / "var/lib/testbed-sensor"
+    (state / "unfinished-starts").write_text("1\n")  # one crash before: not yet safe mode
+
+    loaded = start(guarded_root)
+    (guarded_root / "modprobe-status").write_text("1\n")
+    refused = start(guarded_root)
+
+    assert (loaded.returncode, refused.returncode) == (0, 1)
+    assert (guarded_root / "modprobe-calls").read_text().splitlines() == [
+        "--ignore-install testbed_sensor debug=1"
+    ] * 2
+    assert not (state / "unfinished-starts").exists() and not (state / "safe-mode").exists()
+
+
+def test_after_as_many_unfinished_starts_as_the_limit_the_sensor_stays_off_and_says_so(guarded_root):
+    state = guarded_root / "var/lib/testbed-sensor"
+    (state / "unfinished-starts").write_text("2\n")  # the machine died in the last two starts
+
+    result = start(guarded_root)
+
+    assert result.returncode == 1
+    assert not (guarded_root / "modprobe-calls").exists()  # not started
+    assert (state / "safe-mode").read_text() == "2\n"
+    assert (guarded_root / "dev/kmsg").read_text() == (
+        "testbed-sensor: safe mode: the last 2 starts never finished (the machine went down each "
+        "time); not starting until reinstalled\n"
+    )
+
+
+def test_a_start_is_counted_before_the_module_loads(guarded_root):
+    """What a crash inside the load leaves behind: modprobe sees the count already written."""
+    stub = guarded_root.parent / "bin" / "modprobe"
+    stub.unlink()
+    counted = guarded_root / "var/lib/testbed-sensor/unfinished-starts"
+    stub.write_text(f"#!/bin/sh\ncat {counted} > {guarded_root}/seen-by-modprobe\nexit 0\n")
+    stub.chmod(0o755)
+
+    assert start(guarded_root).returncode == 0
+    assert (guarded_root / "seen-by-modprobe").read_text() == "1\n"
 
 
 # ---- the installer's refusals ------------------------------------------------------------------
