@@ -13,6 +13,7 @@ class HostCapacity:
     running: int
     memory_free_mib: int
     healthy: bool = True
+    kvm: bool = False  # hardware virtualization: the only kind of host a cell needing it may go to
 
     @property
     def free_slots(self) -> int:
@@ -25,20 +26,27 @@ class Demand:
 
     cell_id: str
     memory_mib: int
+    needs_kvm: bool = False  # its guest family cannot run emulated (Windows)
 
 
 def assign(pending: Sequence[Demand], hosts: Sequence[HostCapacity]) -> Mapping[str, str]:
-    """Place pending cells, in plan order, on the host with the most free slots that fits them.
+    """Place pending cells, in plan order, on the host with the most free slots that fits them
+    (memory, and KVM for a cell that needs it).
 
     Returns ``{cell_id: host_name}`` for the cells that can start now; the rest wait.
     Ties go to the host listed first, so placement is deterministic.
     """
     slots = {host.name: host.free_slots for host in hosts}
     memory = {host.name: host.memory_free_mib for host in hosts}
+    kvm = {host.name: host.kvm for host in hosts}
     order = [host.name for host in hosts]
     placed: dict[str, str] = {}
     for demand in pending:
-        fitting = [name for name in order if slots[name] > 0 and memory[name] >= demand.memory_mib]
+        fitting = [
+            name
+            for name in order
+            if slots[name] > 0 and memory[name] >= demand.memory_mib and (kvm[name] or not demand.needs_kvm)
+        ]
         if not fitting:
             continue
         chosen = max(fitting, key=lambda name: (slots[name], -order.index(name)))

@@ -146,17 +146,18 @@ def _content_digests(candidate: Candidate, cell: CellPlan, seed: int) -> tuple[t
     )
 
 
+def family_needs_kvm(cell: CellPlan) -> bool:
+    """Whether the cell's guest family runs only with hardware virtualization (Windows)."""
+    return bool(getattr(FAMILIES.get(cell.image.os_family), "needs_kvm", False))
+
+
 def kvm_refusals(plan: RunPlan, host_types: Mapping[str, str], host_uris: Mapping[str, str]) -> list[str]:
     """Why cells cannot run on these hosts: an image whose family needs KVM (Windows) where no
     host offers it. Checked before a run is accepted, so nothing is started (pure)."""
     if any(domain_type == "kvm" for domain_type in host_types.values()):
         return []
     hosts = ", ".join(f"{name} ({host_uris.get(name, '?')})" for name in host_types) or "none"
-    needing = {
-        cell.image.name: cell.image.os_family
-        for cell in plan.cells
-        if getattr(FAMILIES.get(cell.image.os_family), "needs_kvm", False)
-    }
+    needing = {cell.image.name: cell.image.os_family for cell in plan.cells if family_needs_kvm(cell)}
     return [
         f"image {image}: {family} guests need a KVM host, and the configured hosts offer only "
         f"emulation (TCG): {hosts}"
@@ -432,6 +433,7 @@ class Testbed:
             priority=priority,
             retries=prepared.spec.retries,
             resumed=resumed,
+            needs_kvm=family_needs_kvm,
         )
         handle = RunHandle(run_id, run_dir, driver)
 

@@ -32,6 +32,8 @@ class PoolHost(Protocol):
 
     def total_memory_mib(self) -> int: ...
 
+    def domain_type(self) -> str: ...  # "kvm" or "qemu" (TCG)
+
 
 class Lease(Protocol):
     """A held slot; which host it is on."""
@@ -68,6 +70,7 @@ class Ticket:
     order: int  # arrival, for FIFO among equals
     grant: Grant
     ahead: bool = False  # before the others of its priority: a verdict already waits on this cell
+    needs_kvm: bool = False  # only a host with hardware virtualization may take it
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class HostPool:
         self._yield_s = 2 * recheck_s if yield_s is None else yield_s  # others look every recheck_s
         self._held_back_until = 0.0
         self._tickets: list[Ticket] = []
+        self._kvm: dict[str, bool] = {}  # what each host answered once: its accelerator stays
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._closed = False
@@ -105,21 +109,34 @@ class HostPool:
     def host_names(self) -> list[str]:
         return list(self._hosts)
 
-    def fits(self, memory_mib: int) -> bool:
-        """Whether any host could ever take a cell this size (else waiting for it is forever)."""
+    def fits(self, memory_mib: int, *, needs_kvm: bool = False) -> bool:
+        """Whether any host could ever take this cell (else waiting for it is forever)."""
         for host in self._hosts.values():
             try:
-                if host.max_cells() > 0 and host.total_memory_mib() >= memory_mib:
+                if (
+                    host.max_cells() > 0
+                    and host.total_memory_mib() >= memory_mib
+                    and (self._offers_kvm(host) or not needs_kvm)
+                ):
                     return True
             except (TestbedError, OSError):
                 continue
         return False
 
     def request(
-        self, run_id: str, cell_id: str, memory_mib: int, priority: int, grant: Grant, *, ahead: bool = False
+        self,
+        run_id: str,
+        cell_id: str,
+        memory_mib: int,
+        priority: int,
+        grant: Grant,
+        *,
+        ahead: bool = False,
+        needs_kvm: bool = False,
     ) -> None:
         with self._changed:
-            ticket = Ticket(run_id, cell_id, memory_mib, priority, next(self._order), grant, ahead)
+            order = next(self._order)
+            ticket = Ticket(run_id, cell_id, memory_mib, priority, order, grant, ahead, needs_kvm)
             self._tickets.append(ticket)
             self._changed.notify()
 
@@ -164,6 +181,16 @@ class HostPool:
             if waiting and not held_back:
                 self._dispatch(waiting)
 
+    def _offers_kvm(self, host: PoolHost) -> bool:
+        """Whether the host runs guests with KVM; asked once (a host that cannot answer now is
+        asked again next time, and takes no cell that needs KVM meanwhile)."""
+        if host.name not in self._kvm:
+            try:
+                self._kvm[host.name] = host.domain_type() == "kvm"
+            except (TestbedError, OSError):
+                return False
+        return self._kvm[host.name]
+
     def _capacity(self) -> dict[str, tuple[int, int, int]]:
         """host -> (busy slots, max slots, free memory); a host that cannot answer gets nothing."""
         capacity = {}
@@ -178,10 +205,11 @@ class HostPool:
     def _dispatch(self, waiting: list[Ticket]) -> None:
         capacity = self._capacity()
         hosts = [
-            HostCapacity(name, most, busy, memory, healthy=most > 0)
+            HostCapacity(name, most, busy, memory, healthy=most > 0, kvm=self._offers_kvm(self._hosts[name]))
             for name, (busy, most, memory) in capacity.items()
         ]
-        placements = assign([Demand(t.cell_id + "\0" + str(t.order), t.memory_mib) for t in waiting], hosts)
+        demands = [Demand(t.cell_id + "\0" + str(t.order), t.memory_mib, t.needs_kvm) for t in waiting]
+        placements = assign(demands, hosts)
         for ticket in waiting:
             host = placements.get(ticket.cell_id + "\0" + str(ticket.order))
             if host is None:

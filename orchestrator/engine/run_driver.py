@@ -93,6 +93,7 @@ class RunDriver:
         priority: int = 0,
         retries: int = 1,
         resumed: "Resumption | None" = None,
+        needs_kvm: Callable[[CellPlan], bool] = lambda _cell: False,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -105,6 +106,7 @@ class RunDriver:
         self._evidence_dir = evidence_dir
         self._priority = priority
         self._retries = retries
+        self._needs_kvm = needs_kvm  # the guest family's say (the engine knows no family)
         self._clock = clock
         self._monotonic = monotonic
         self._resumed = resumed
@@ -209,8 +211,11 @@ class RunDriver:
         self._inbox.put(_Cancel(reason))
 
     def _request(self, cell: CellPlan) -> None:
-        if not self._pool.fits(cell.resources.memory_mib):
-            reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB"
+        needs_kvm = self._needs_kvm(cell)
+        if not self._pool.fits(cell.resources.memory_mib, needs_kvm=needs_kvm):
+            reason = f"no host can take a cell needing {cell.resources.memory_mib} MiB" + (
+                " and KVM" if needs_kvm else ""
+            )
             self._record(cell, self._ended_unstarted(cell, CellOutcome.INFRA_ERROR, reason))
             return
         self._waiting.add(cell.cell_id)
@@ -222,6 +227,7 @@ class RunDriver:
             self._priority,
             lambda lease: self._inbox.put(_Granted(cell, lease)),
             ahead=cell.control_of is not None,  # its failed original's outcome waits on it
+            needs_kvm=needs_kvm,
         )
 
     def _start(self, cell: CellPlan, lease: Lease) -> None:

@@ -187,6 +187,9 @@ class SimulatedHost:
     def total_memory_mib(self) -> int:
         return 64 * 1024
 
+    def domain_type(self) -> str:
+        return "qemu"  # as this machine: TCG
+
 
 class _CellHost:
     """What a run sees of the simulated host: a way to make its cells' ports."""

@@ -224,6 +224,7 @@ class FakeHost:
     name: str
     slots: int = 2
     memory_mib: int = 64 * 1024
+    accelerator: str = "qemu"  # as LibvirtHost.domain_type(): "kvm" or "qemu" (TCG)
     scripts: dict[str, Script] = field(default_factory=dict)
     default: Script = field(default_factory=Script)
     make_ports_error: dict[str, Exception] = field(default_factory=dict)
@@ -237,6 +238,9 @@ class FakeHost:
 
     def total_memory_mib(self) -> int:
         return self.memory_mib
+
+    def domain_type(self) -> str:
+        return self.accelerator
 
     def make_ports(self, plan: CellPlan, post: Callable[[CellEvent], None]) -> ScriptedPorts:
         if plan.cell_id in self.make_ports_error:
@@ -532,7 +536,9 @@ def pools():
         pool.close()
 
 
-def run_driver(plan, pool, hosts, publish=None, run_id="run-1", retries=1) -> tuple[RunDriver, list]:
+def run_driver(
+    plan, pool, hosts, publish=None, run_id="run-1", retries=1, needs_kvm=lambda _cell: False
+) -> tuple[RunDriver, list]:
     events: list = []
 
     def record(event) -> None:
@@ -548,6 +554,7 @@ def run_driver(plan, pool, hosts, publish=None, run_id="run-1", retries=1) -> tu
         publish=record,
         executor=ThreadExecutor(make_timers=ElapsingTimers),
         retries=retries,
+        needs_kvm=needs_kvm,
     )
     return driver, events
 
@@ -894,3 +901,34 @@ def test_a_ticket_a_verdict_waits_on_goes_before_its_priority_but_not_above_a_hi
         assert time.monotonic() < deadline, order
         time.sleep(0.01)
     assert order == ["urgent", "twin", "fresh", "later"]
+
+
+@pytest.mark.timeout(10)
+def test_a_cell_that_needs_kvm_goes_only_to_a_kvm_host_however_free_the_others_are(make_plan, pools):
+    emulated, kvm = FakeHost("tcg", slots=4), FakeHost("kvm", slots=1, accelerator="kvm")
+    plan = run_plan(make_plan, ["win-1", "win-2", "linux-1"])
+    hosts = [emulated, kvm]
+    driver, _ = run_driver(plan, pools(hosts), hosts, needs_kvm=lambda c: c.cell_id.startswith("win"))
+
+    result = driver.run()
+
+    assert {cell.cell_id: (cell.host, cell.outcome) for cell in result.cells} == {
+        "win-1": ("kvm", CellOutcome.PASSED),  # one after the other on the one KVM slot
+        "win-2": ("kvm", CellOutcome.PASSED),
+        "linux-1": ("tcg", CellOutcome.PASSED),  # the most free slots
+    }
+
+
+@pytest.mark.timeout(10)
+def test_a_cell_that_needs_kvm_where_no_host_offers_it_ends_infra_error_at_once(make_plan, pools):
+    emulated = FakeHost("tcg")
+    plan = run_plan(make_plan, ["win-1"])
+    driver, _ = run_driver(plan, pools([emulated]), [emulated], needs_kvm=lambda _cell: True)
+
+    (cell,) = driver.run().cells
+
+    assert (cell.outcome, cell.reason) == (
+        CellOutcome.INFRA_ERROR,
+        "no host can take a cell needing 1024 MiB and KVM",
+    )
+    assert emulated.ports == {}  # never started

@@ -7,10 +7,14 @@ from orchestrator.core.scheduler import Demand, HostCapacity, assign
 pytestmark = pytest.mark.unit
 
 
-def host(name, max_cells=2, running=0, memory=8192, healthy=True):
+def host(name, max_cells=2, running=0, memory=8192, healthy=True, kvm=False):
     return HostCapacity(
-        name=name, max_cells=max_cells, running=running, memory_free_mib=memory, healthy=healthy
+        name=name, max_cells=max_cells, running=running, memory_free_mib=memory, healthy=healthy, kvm=kvm
     )
+
+
+def windows(cell_id, memory=4096):
+    return Demand(cell_id, memory, needs_kvm=True)
 
 
 def demands(*memory):
@@ -50,6 +54,15 @@ def demands(*memory):
         # unhealthy hosts take nothing
         (demands(1024), [host("a", healthy=False)], {}),
         (demands(1024, 1024), [host("a", max_cells=8, healthy=False), host("b", max_cells=1)], {"c1": "b"}),
+        # a cell that needs KVM goes only to a KVM host, however free the others are
+        ([windows("w1")], [host("tcg", max_cells=8), host("kvm", max_cells=1, kvm=True)], {"w1": "kvm"}),
+        ([windows("w1")], [host("tcg", max_cells=8)], {}),
+        (
+            [windows("w1"), windows("w2"), *demands(1024)],
+            [host("tcg", max_cells=8), host("kvm", max_cells=1, kvm=True)],
+            {"w1": "kvm", "c1": "tcg"},
+        ),
+        (demands(1024), [host("kvm", kvm=True)], {"c1": "kvm"}),  # a KVM host takes anything
         # nothing to place, nowhere to place it
         ([], [host("a")], {}),
         (demands(1024), [], {}),
@@ -72,6 +85,10 @@ def demands(*memory):
         "no-head-of-line-blocking",
         "unhealthy",
         "unhealthy-skipped",
+        "kvm-only-on-kvm",
+        "kvm-nowhere",
+        "kvm-slot-taken-the-rest-elsewhere",
+        "kvm-host-takes-anything",
         "nothing-pending",
         "no-hosts",
     ],
