@@ -154,6 +154,24 @@ def _sensor_problems(
     return problems
 
 
+def _activity_problems(
+    spec: MatrixSpec, images: Mapping[str, ImageFacts], activity_families: frozenset[str]
+) -> list[str]:
+    """An activity workload every image of the matrix must be able to run (found before a Windows
+    cell boots, installs and only then refuses the workload)."""
+    if spec.activity is None:
+        return []
+    named = [*spec.images, *(selector.image for selector in spec.include if selector.image)]
+    unable = sorted(
+        {name for name in named if name in images and images[name].os_family not in activity_families}
+    )
+    return [
+        f"activity: image {name!r} runs {images[name].os_family}, whose guests cannot run the activity "
+        f"workload (a POSIX sh script; families that can: {', '.join(sorted(activity_families)) or 'none'})"
+        for name in unable
+    ]
+
+
 def _problems(
     spec: MatrixSpec,
     images: Mapping[str, ImageFacts],
@@ -186,9 +204,12 @@ def plan_run(
     images: Mapping[str, ImageFacts],
     candidate: CandidateFacts,
     known_products: frozenset[str] = frozenset(),
+    activity_families: frozenset[str] = frozenset({"linux"}),
 ) -> RunPlan:
-    """Expand the matrix into cells and validate the whole plan before anything starts."""
+    """Expand the matrix into cells and validate the whole plan before anything starts.
+    ``activity_families``: the guest families that can run the activity workload."""
     problems = _problems(spec, images, candidate, known_products)
+    problems += _activity_problems(spec, images, activity_families)
     if problems:
         raise ConfigurationError("the matrix cannot run:\n" + "\n".join(f"  {p}" for p in problems))
     variants = expand_variants(spec.content_variants, candidate.content_layout)

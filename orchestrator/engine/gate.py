@@ -44,7 +44,7 @@ from orchestrator.engine.reaper import ReapReport, reap, reap_run
 from orchestrator.engine.run_driver import Resumption, RunDriver
 from orchestrator.engine.run_files import RunFiles, Stores
 from orchestrator.errors import ConfigurationError, InfrastructureError, TestbedError
-from orchestrator.guests import FAMILIES, DomainCell, RunContext
+from orchestrator.guests import ACTIVITY_FAMILIES, FAMILIES, DomainCell, RunContext
 from orchestrator.guests.run_context import make_ssh_key
 from orchestrator.images.catalog import ImageCatalog, ImageRecord
 from orchestrator.products import Product, load_products
@@ -103,6 +103,7 @@ def prepare_gate_from_bytes(
         {name: record.facts() for name, record in images.items()},
         candidate.facts(),
         frozenset(products),
+        ACTIVITY_FAMILIES,
     )
     digest = hashlib.sha256(data).hexdigest()
     plan = replace(

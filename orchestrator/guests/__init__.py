@@ -21,7 +21,13 @@ FAMILIES: dict[str, FamilyFactory] = {
     "windows": WindowsFamily,
 }
 
+#: The families whose guests run the activity workload (a POSIX sh script).
+ACTIVITY_FAMILIES = frozenset(
+    name for name, family in FAMILIES.items() if getattr(family, "runs_activity", False)
+)
+
 __all__ = [
+    "ACTIVITY_FAMILIES",
     "FAMILIES",
     "DomainCell",
     "FamilyFactory",

@@ -62,6 +62,7 @@ class GuestFamily(Protocol):
 
     name: str
     needs_kvm: bool  # refuse the family up front on hosts without hardware virtualization
+    runs_activity: bool  # its channel runs the matrix's activity workload (a POSIX sh script)
 
     def domain_xml(self, plan: CellPlan, domain: str, files: DomainFiles, domain_type: str) -> str: ...
 

@@ -455,6 +455,32 @@ def test_activity_needs_exactly_one_workload(activity, fragment):
     assert fragment in str(caught.value)
 
 
+def test_an_activity_workload_on_an_image_whose_family_cannot_run_it_is_refused_at_planning():
+    both = replace(CANDIDATE, os_families=frozenset({"linux", "windows"}))
+    spec = parse_matrix(
+        matrix(
+            "images: [debian12-kernel-n, win11-23h2]\nactivity: {run: 'ls /'}\n"
+            "include: [{image: win11-23h2}]\n"
+        )
+    )
+
+    with pytest.raises(ConfigurationError) as caught:
+        plan_run(spec, IMAGES, both, PRODUCTS, frozenset({"linux"}))
+    without_activity = plan_run(
+        parse_matrix(matrix("images: [debian12-kernel-n, win11-23h2]\n")),
+        IMAGES,
+        both,
+        PRODUCTS,
+        frozenset({"linux"}),
+    )
+
+    assert str(caught.value) == (  # once per image, however often the matrix names it
+        "the matrix cannot run:\n  activity: image 'win11-23h2' runs windows, whose guests cannot run the "
+        "activity workload (a POSIX sh script; families that can: linux)"
+    )
+    assert len(without_activity.cells) == 2
+
+
 def test_exclude_by_sensor_version_and_variant():
     facts = replace(TWO_SENSORS, content_layout=LAYOUT)
     spec = parse_matrix(

@@ -40,6 +40,7 @@ class LinuxFamily:
 
     name = "linux"
     needs_kvm = False
+    runs_activity = True
 
     def __init__(self, host: LibvirtHost, run: RunContext) -> None:
         self._host = host

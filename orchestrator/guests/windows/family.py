@@ -95,6 +95,7 @@ class WindowsFamily:
 
     name = "windows"
     needs_kvm = True  # QEMU refuses the Hyper-V crash MSRs under TCG, and Windows would crawl
+    runs_activity = False  # the workload is a POSIX sh script: refused when the plan is made
 
     def __init__(self, host: LibvirtHost, run: RunContext, step_runner: StepRunner | None = None) -> None:
         self._host = host

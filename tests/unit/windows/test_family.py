@@ -11,7 +11,7 @@ from lxml import etree
 from orchestrator.adapters.domain_xml import OVMF, OVMF_SECURE_BOOT, domain_name, nvram_path
 from orchestrator.adapters.libvirt_events import panic_details
 from orchestrator.errors import ConfigurationError
-from orchestrator.guests import FAMILIES
+from orchestrator.guests import ACTIVITY_FAMILIES, FAMILIES
 from orchestrator.guests.channel import DomainFiles, GuestFamily, LeavesHostFiles
 from orchestrator.guests.windows.events import parse_events
 from orchestrator.guests.windows.family import WindowsFamily, image_credentials, last_panic, sensor_service
@@ -40,6 +40,7 @@ def cell(tmp_path):
 
 def test_windows_is_a_registered_family_that_needs_kvm():
     assert FAMILIES["windows"] is WindowsFamily
+    assert sorted(ACTIVITY_FAMILIES) == ["linux"]  # a POSIX sh workload: Windows refused at planning
     assert WindowsFamily.needs_kvm is True
     assert FAMILIES["linux"].needs_kvm is False
 
