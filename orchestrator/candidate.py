@@ -5,6 +5,7 @@ install playbook checks the digests again inside each guest.
 """
 
 import hashlib
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -47,6 +48,10 @@ class ContentSchema(BaseModel):
     count_fields: list[CountField] = Field(default_factory=list)
 
 
+#: A Windows sensor's health check is the name of its service (the probe looks it up by name).
+WINDOWS_SERVICE_NAME = r"^[A-Za-z0-9_.-]{1,128}$"
+
+
 class Artifact(BaseModel):
     """One pinned file."""
 
@@ -66,8 +71,8 @@ class Artifact(BaseModel):
         None,
         min_length=1,
         max_length=4096,
-        description="sensor packages: a shell command run as root in the guest after every boot once "
-        "installed; exit status 0 means the sensor is healthy",
+        description="sensor packages: on Linux a shell command run as root in the guest after every "
+        "boot once installed (exit status 0: healthy); on Windows the name of the sensor's service",
     )
     schema_: ContentSchema | None = Field(None, alias="schema", description="content files: layout")
 
@@ -77,6 +82,15 @@ class Artifact(BaseModel):
             raise ValueError("a sensor_package must name its os_family")
         if self.kind is not ArtifactKind.SENSOR_PACKAGE and (self.sensor_version or self.health_check):
             raise ValueError("sensor_version and health_check belong to sensor_package artifacts")
+        if (
+            self.os_family == "windows"
+            and self.health_check is not None
+            and not re.match(WINDOWS_SERVICE_NAME, self.health_check)
+        ):
+            raise ValueError(
+                f"health_check {self.health_check!r}: a Windows sensor's health check is the name of its "
+                "service (up to 128 letters, digits, '_', '.', '-')"
+            )
         if self.kind is not ArtifactKind.CONTENT and self.schema_ is not None:
             raise ValueError("schema belongs to content artifacts")
         return self

@@ -240,6 +240,28 @@ def test_health_check_and_sensor_version_belong_to_sensor_packages(candidate_dir
     assert "sensor_version and health_check belong to sensor_package artifacts" in problems(candidate_dir)
 
 
+@pytest.mark.parametrize(
+    ("service", "refused"),
+    [
+        ("TestbedSensor", False),
+        ("csagent.sys-2", False),
+        ("sc query TestbedSensor", True),  # a command, as a Linux health check would be
+        ("Sensor'; Stop-Computer; '", True),
+        ("x" * 129, True),
+    ],
+)
+def test_a_windows_sensors_health_check_must_be_a_service_name(candidate_dir, service, refused):
+    (candidate_dir / "pkg" / "sensor.msi").write_bytes(PACKAGE)
+    windows = package(name="sensor-windows", os_family="windows", path="pkg/sensor.msi", health_check=service)
+    write_manifest(candidate_dir, [package(), windows, content()])
+    if not refused:
+        assert load_candidate(candidate_dir).sensor_package("windows").health_check == service
+        return
+    message = problems(candidate_dir)
+    assert "artifacts.1: " in message
+    assert f"health_check {service!r}: a Windows sensor's health check is the name of its service" in message
+
+
 def test_two_packages_of_one_family_need_distinct_sensor_versions(candidate_dir):
     (candidate_dir / "pkg" / "old.tar.gz").write_bytes(PACKAGE)
     write_manifest(candidate_dir, [package(), package(name="sensor-old", path="pkg/old.tar.gz"), content()])

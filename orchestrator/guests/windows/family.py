@@ -23,7 +23,6 @@ from orchestrator.adapters.domain_xml import (
 )
 from orchestrator.adapters.libvirt_host import GUEST_FILTER, LibvirtHost
 from orchestrator.core.plan import CellPlan
-from orchestrator.errors import ConfigurationError
 from orchestrator.guests.channel import DomainFiles
 from orchestrator.guests.domain_cell import PANIC_FILE
 from orchestrator.guests.run_context import RunContext
@@ -31,7 +30,6 @@ from orchestrator.guests.windows.channel import StepRunner
 from orchestrator.guests.windows.crash import windows_crash_report
 from orchestrator.guests.windows.events import SystemEvent
 from orchestrator.guests.windows.guest_channel import SYSTEM_EVENTS_FILE, WindowsGuestChannel
-from orchestrator.guests.windows.guest_scripts import is_service_name
 from orchestrator.guests.windows.minidump import Minidump, MinidumpError, parse_minidump
 from orchestrator.guests.windows.playbook_runner import ansible_step_runner
 from orchestrator.images.catalog import ImageRecord
@@ -80,14 +78,9 @@ def sensor_service(plan: CellPlan, run: RunContext) -> str | None:
     if plan.control_of is not None:
         return None  # a control twin has no candidate to ask
     package = run.candidate.sensor_package("windows", plan.sensor_version)
-    if package is None or package.health_check is None:
+    if package is None:
         return None
-    if not is_service_name(package.health_check):
-        raise ConfigurationError(
-            f"candidate artifact {package.name}: health_check {package.health_check!r}: a Windows "
-            "sensor's health check is the name of its service (letters, digits, '_', '.', '-')"
-        )
-    return package.health_check
+    return package.health_check  # a service name: the candidate is refused when loaded otherwise
 
 
 class WindowsFamily:

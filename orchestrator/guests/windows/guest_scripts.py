@@ -10,10 +10,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from orchestrator.candidate import WINDOWS_SERVICE_NAME
 from orchestrator.guests.windows.events import CRASH_EVENT_IDS, EventXmlError, SystemEvent, parse_events
 
 MINIDUMP_DIRECTORY = r"C:\Windows\Minidump"
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_NAME = re.compile(WINDOWS_SERVICE_NAME)
 
 
 class GuestOutputError(ValueError):
@@ -118,11 +119,6 @@ $dumps = @(Get-ChildItem -Path @@DUMP_DIRECTORY@@ -Filter '*.dmp' -ErrorAction S
 ConvertTo-Json -Compress -Depth 4 -InputObject ([pscustomobject]@{
     service = $service; events_xml = $xml; minidumps = $dumps })
 """
-
-
-def is_service_name(name: str) -> bool:
-    """A name the health script can look a service up by (letters, digits, ``_.-``)."""
-    return bool(_NAME.match(name))
 
 
 def health_script(service: str | None, since: datetime) -> str:

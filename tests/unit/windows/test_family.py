@@ -190,9 +190,8 @@ def test_the_sensor_service_is_the_packages_health_check(cell, tmp_path):
     assert sensor_service(twin, context) is None
 
 
-def test_a_health_check_that_is_no_service_name_is_refused_naming_the_artifact(tmp_path):
+def test_a_health_check_that_is_no_service_name_is_refused_when_the_candidate_is_loaded(tmp_path):
     record = windows_record(tmp_path / "images")
     candidate = write_candidate(tmp_path / "candidate", health_check="sc query CSAgent | findstr RUNNING")
-    context = run_context(tmp_path, record, candidate)
-    with pytest.raises(ConfigurationError, match="sensor-windows: health_check"):
-        sensor_service(windows_plan(record), context)
+    with pytest.raises(ConfigurationError, match=r"artifacts\.0: .*health_check 'sc query CSAgent"):
+        run_context(tmp_path, record, candidate)
