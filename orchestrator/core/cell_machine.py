@@ -341,6 +341,9 @@ def _observe_crash(context: CellContext, detail: str) -> Transition:
             CellOutcome.BOOT_LOOP,
             f"boot_loop ({crashes} crashes in {crashes} boots; the guest was reset after each): {detail}",
         )
+    # A crash inside the candidate's install step ended it: what it put on disk is what the machine
+    # boots with from now on, so the boots after are the candidate's (health check included).
+    in_install = context.current_step is not None and context.current_step.kind is StepKind.CANDIDATE
     rebooting = replace(
         counted,
         boot=context.boot + 1,
@@ -348,6 +351,7 @@ def _observe_crash(context: CellContext, detail: str) -> Transition:
         after_install=False,
         current_step=None,
         probe_purpose=None,
+        installed=context.installed or (in_install and not context.steps_left),
     )
     waiting = _await_boot(rebooting)
     return Transition(waiting.context, (*_stop_everything(context), ResetGuest(), *waiting.commands))

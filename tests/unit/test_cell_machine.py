@@ -792,6 +792,23 @@ def test_observe_policy_a_crash_is_never_hidden_by_what_ends_the_cell_later(make
     assert canceled.context.reason.startswith("crashed 1 time(s) and was reset after each, then canceled: ")
 
 
+def test_observe_policy_a_crash_in_the_install_step_leaves_the_candidate_installed(make_plan):
+    """The installer started the sensor and the kernel went down: after the reset the machine runs
+    what the installer put on disk, so its boots are probed with the health check and can pass."""
+    plan = replace(make_plan(reboots=1), crash_policy=CrashPolicy.OBSERVE)
+    context = advance(at("installing", plan), DomainCrashed("panicked")).context
+    commands = []
+    for event in (DomainReset(), GuestAnswered("m8"), STABLE):
+        transition = advance(context, event)
+        context, commands = transition.context, [*commands, *transition.commands]
+    assert context.installed and RunProbe(1, health_check=True) in commands
+    for event in (healthy("m8"), DomainReset(), GuestAnswered("m9"), STABLE, healthy("m9"), SOAKED):
+        context = advance(context, event).context
+    recovered = advance(context, healthy("m9"))
+    assert_finished(recovered, CellOutcome.CRASHED)
+    assert recovered.context.reason.startswith("recovered after 1 crash(es): ")
+
+
 def test_observe_policy_does_not_apply_before_the_candidate(make_plan):
     plan = replace(make_plan(), crash_policy=CrashPolicy.OBSERVE)
     assert_finished(
