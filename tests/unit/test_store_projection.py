@@ -40,6 +40,35 @@ FINISHED_DATA = {
 }
 
 
+BOOTING = replace(CELL, state=CellState.BOOTING, started_at=2.0, last_sequence=3)
+
+
+def finishing(**data) -> RunEvent:
+    """CELL_FINISHED as event 4, carrying ``FINISHED_DATA`` (no crash) with ``data`` over it."""
+    return event(
+        4,
+        RunEventKind.CELL_FINISHED,
+        cell_id="c",
+        state=CellState.DONE,
+        data={**FINISHED_DATA, "crash": None, **data},
+    )
+
+
+def finished_at_4(**changes) -> CellRecord:
+    """The cell as a CELL_FINISHED event with sequence 4 and ``FINISHED_DATA`` leaves it."""
+    return replace(
+        CELL,
+        state=CellState.DONE,
+        reason="the guest panicked",
+        host="local",
+        timings=(PhaseTimingRecord("boot 1", 20.5), PhaseTimingRecord("install", 3.0)),
+        started_at=2.0,
+        finished_at=9.0,
+        last_sequence=4,
+        **changes,
+    )
+
+
 @pytest.mark.parametrize(
     ("before", "incoming", "expected"),
     [
@@ -215,51 +244,17 @@ def test_run_projection(before, incoming, expected):
             id="a retry clears what the attempt before ended with",
         ),
         pytest.param(
-            replace(CELL, state=CellState.BOOTING, started_at=2.0, last_sequence=3),
-            event(
-                4,
-                RunEventKind.CELL_FINISHED,
-                cell_id="c",
-                state=CellState.DONE,
-                outcome=CellOutcome.INFRA_ERROR,
-                data={**FINISHED_DATA, "outcome": "infra_error", "crash": None}
-                | {"observed": "hung", "expected_outcome": "hung"},
-            ),
-            replace(
-                CELL,
-                state=CellState.DONE,
-                outcome=CellOutcome.INFRA_ERROR,
-                reason="the guest panicked",
-                host="local",
-                timings=(PhaseTimingRecord("boot 1", 20.5), PhaseTimingRecord("install", 3.0)),
-                started_at=2.0,
-                finished_at=9.0,
-                last_sequence=4,
-                observed=CellOutcome.HUNG,
-                expected_outcome=CellOutcome.HUNG,
+            BOOTING,
+            finishing(outcome="infra_error", observed="hung", expected_outcome="hung"),
+            finished_at_4(
+                outcome=CellOutcome.INFRA_ERROR, observed=CellOutcome.HUNG, expected_outcome=CellOutcome.HUNG
             ),
             id="CELL_FINISHED of a control image carries what it did and was declared to do",
         ),
         pytest.param(
-            replace(CELL, state=CellState.BOOTING, started_at=2.0, last_sequence=3),
-            event(
-                4,
-                RunEventKind.CELL_FINISHED,
-                cell_id="c",
-                state=CellState.DONE,
-                data={**FINISHED_DATA, "crash": None, "observed": "exploded", "expected_outcome": 7},
-            ),
-            replace(
-                CELL,
-                state=CellState.DONE,
-                outcome=CellOutcome.CRASHED,
-                reason="the guest panicked",
-                host="local",
-                timings=(PhaseTimingRecord("boot 1", 20.5), PhaseTimingRecord("install", 3.0)),
-                started_at=2.0,
-                finished_at=9.0,
-                last_sequence=4,
-            ),
+            BOOTING,
+            finishing(observed="exploded", expected_outcome=7),
+            finished_at_4(outcome=CellOutcome.CRASHED),
             id="an outcome the engine never names is read as none",
         ),
         pytest.param(
