@@ -128,6 +128,7 @@ class CellContext:
     crash_policy: CrashPolicy = CrashPolicy.STOP
     crashes: int = 0  # crashes seen (and survived by a reset) under the observe policy
     crashed_boots: tuple[int, ...] = ()  # the boots those crashes ended
+    counted_reports_pending: bool = False  # the console still shows counted crashes the probes saw not
     control: bool = False  # a control twin: no candidate; its own failures are judged as if it had one
     probe_purpose: ProbePurpose | None = None
     pending_outcome: CellOutcome | None = None  # decided, waiting for a probe or a crash dump
@@ -352,6 +353,7 @@ def _observe_crash(context: CellContext, detail: str) -> Transition:
         current_step=None,
         probe_purpose=None,
         installed=context.installed or (in_install and not context.steps_left),
+        counted_reports_pending=True,
     )
     waiting = _await_boot(rebooting)
     return Transition(waiting.context, (*_stop_everything(context), ResetGuest(), *waiting.commands))
@@ -401,14 +403,24 @@ def _probe(context: CellContext, purpose: ProbePurpose, before: tuple[CellComman
 
 
 def _on_probe(context: CellContext, report: ProbeReport) -> Transition:
+    known = context.known_titles
+    if context.counted_reports_pending:
+        # The first probe after an observe reset: the console's fatal reports so far are the
+        # crashes already counted (each one panicked the guest), not news about this boot.
+        known |= {finding.title for finding in report.findings if finding.fatal}
     judgement = judge_probe(
         report,
         expected_mark=context.boot_mark,
         baseline=not context.candidate_touched,
-        known_titles=context.known_titles,
+        known_titles=known,
         baseline_taint=context.baseline_taint,
     )
-    judged = replace(context, known_titles=judgement.known_titles, baseline_taint=judgement.baseline_taint)
+    judged = replace(
+        context,
+        known_titles=judgement.known_titles,
+        baseline_taint=judgement.baseline_taint,
+        counted_reports_pending=False,
+    )
     stop_timer = (CancelTimer(Timer.PROBE),)
     if judgement.verdict is Verdict.SILENT:
         return _silent(judged, judgement.reason)

@@ -762,15 +762,23 @@ def test_observe_policy_resets_after_a_crash_and_counts_a_boot_loop(make_plan):
 
 
 def test_observe_policy_a_guest_that_recovers_still_fails_the_candidate(make_plan):
+    """The console keeps the counted crash's report: the probes after the reset know it already.
+    A new fatal report later is news (the guest broke again without the hypervisor noticing)."""
     plan = replace(make_plan(reboots=1), crash_policy=CrashPolicy.OBSERVE)
     context = advance(at("last-stabilizing", plan), DomainCrashed("panicked")).context
     boot = context.boot
-    for event in (DomainReset(), GuestAnswered("m9"), STABLE, healthy("m9"), SOAKED):
+    counted = (ConsoleFinding("BUG: kernel NULL pointer dereference in tbs_parse", fatal=True),)
+    for event in (DomainReset(), GuestAnswered("m9"), STABLE, healthy("m9", findings=counted), SOAKED):
         context = advance(context, event).context
     assert context.boot == boot and context.state is CellState.PROBING
-    recovered = advance(context, healthy("m9"))
+    recovered = advance(context, healthy("m9", findings=counted))
+    news = (*counted, ConsoleFinding("BUG: soft lockup - CPU#0 stuck", fatal=True))
+    broke_again = advance(context, healthy("m9", findings=news))
+
     assert_finished(recovered, CellOutcome.CRASHED)
     assert recovered.context.reason.startswith("recovered after 1 crash(es)")
+    assert_finished(broke_again, CellOutcome.CRASHED)
+    assert broke_again.context.reason.endswith("the console shows BUG: soft lockup - CPU#0 stuck")
 
 
 def test_observe_policy_a_crash_is_never_hidden_by_what_ends_the_cell_later(make_plan):
