@@ -5,7 +5,7 @@ Logs are read as bytes and decoded, so their line endings reach the parser as th
 
 import pytest
 
-from orchestrator.core.crash_report import CrashKind, parse_console
+from orchestrator.core.crash_report import CrashKind, parse_console, parse_console_file
 
 pytestmark = pytest.mark.unit
 
@@ -151,6 +151,22 @@ def test_only_the_last_boot_counts(console):
 @pytest.mark.parametrize("name", ["synthetic-clean-boot.log", "synthetic-two-boots-first-crashed.log"])
 def test_a_last_boot_without_a_crash_gives_none(console, name):
     assert parse_console(console(name)) is None
+
+
+def test_a_guest_that_came_back_is_described_by_the_latest_boot_that_went_down(fixtures_dir):
+    """A real console: the install crashed the guest, the next boot crashed it again, the third came
+    up with the sensor in safe mode. The last boot shows nothing; the one before it brought it down."""
+    path = fixtures_dir / "console" / "sensor-safe-mode-recovered-6.1.0-56.log"
+    report = parse_console_file(path, latest_down=True)
+    assert parse_console_file(path) is None  # the last boot's own report: none
+    assert report is not None and report.boot == 1
+    assert report.title == "BUG: kernel NULL pointer dereference in tbs_match_template [testbed_sensor]"
+
+
+def test_an_earlier_boot_without_a_fatal_report_is_not_the_one_that_went_down(tmp_path, console):
+    path = tmp_path / "console.log"
+    path.write_text(console("synthetic-clean-boot.log") * 2)
+    assert parse_console_file(path, latest_down=True) is None
 
 
 @pytest.mark.parametrize("text", ["", "\n", "\r\n\r\n", "testbed-guest login: "])

@@ -39,17 +39,24 @@ def find_reports_in_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list
     return _scan_file(path, max_bytes, last_boots_only=False).finish()
 
 
-def parse_console_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> CrashReport | None:
-    """``parse_console`` on the last ``max_bytes`` of a console log."""
-    return _bringing_down(_scan_file(path, max_bytes, last_boots_only=True))
+def parse_console_file(
+    path: Path, max_bytes: int = DEFAULT_MAX_BYTES, *, latest_down: bool = False
+) -> CrashReport | None:
+    """``parse_console`` on the last ``max_bytes`` of a console log. With ``latest_down``, when the
+    last boot shows no report: the one that brought down the latest boot that went down (a guest
+    that crashed, was reset and came back up)."""
+    return _bringing_down(_scan_file(path, max_bytes, last_boots_only=not latest_down), latest_down)
 
 
-def _bringing_down(scanner: ConsoleScanner) -> CrashReport | None:
+def _bringing_down(scanner: ConsoleScanner, latest_down: bool = False) -> CrashReport | None:
     reports = scanner.finish()
     boot = scanner.last_boot
     while boot > 0 and boot in scanner.capture_boots:  # a kdump kernel boots after the crash it saves
         boot -= 1
     in_boot = [report for report in reports if report.boot == boot]
+    if not in_boot and latest_down:
+        down = [r.boot for r in reports if r.fatal and r.boot < boot and r.boot not in scanner.capture_boots]
+        in_boot = [report for report in reports if down and report.boot == max(down)]
     if not in_boot:
         return None
     panicked = next((i for i, report in enumerate(in_boot) if report.panic_reason is not None), None)

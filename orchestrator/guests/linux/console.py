@@ -16,6 +16,7 @@ def console_findings(console_log: Path) -> tuple[ConsoleFinding, ...]:
 
 
 def console_crash_report(console_log: Path) -> dict[str, Any] | None:
-    """The report that brought the last boot down, as JSON-ready evidence."""
-    report = parse_console_file(console_log)
+    """The report that brought the last boot down (or, when the guest came back up after crashing,
+    the latest boot that went down), as JSON-ready evidence."""
+    report = parse_console_file(console_log, latest_down=True)
     return None if report is None else dict(report.as_dict())
