@@ -66,6 +66,8 @@ def candidates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "1.1.0-validating",
         ),
         "activity-malformed": _sensor(root / "activity-malformed", "--content", "activity-malformed"),
+        # the July 2024 file, read by a sensor that stays off after 2 starts the machine died in
+        "safe-mode": _sensor(root / "safe-mode", "--content", "zero-filled", "--safe-mode-after", "2"),
     }
     root.chmod(0o755)
     return built
@@ -90,8 +92,9 @@ TRUSTED_ONLY_VARIANTS = ["truncated-header", "truncated-half"]
 
 
 # A cell per variant costs two minutes of a slot under TCG, and the sweep has 15: every one of them
-# meets the validating sensor in one guest instead (the "sweep" run): the running sensor loads each
-# in turn, as a content update reaches it, and the zero-filled one stays for the next boot to load.
+# meets the validating sensor in its zero-filled cell instead (the activity step of the "variants"
+# run): the running sensor loads each in turn, as a content update reaches it, and the zero-filled
+# one stays for the next boot to load.
 SWEEP_SEED = 20240719
 _SWEEP_PREAMBLE = """#!/bin/sh
 # Every generated content variant, loaded in turn by the running sensor, each followed by its
@@ -160,22 +163,19 @@ def incident_runs(
                 f"name: sensor-n1\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n",
                 candidates["new-content"],
             ),
-            # July 2024: generated content variants; the validating sensor survives every one
+            # July 2024: generated content variants; the validating sensor survives every one: the
+            # zero-filled file as its cell's content, then every generated variant, one after the
+            # other, loaded by the running sensor (the activity step; the trusting sensor's cells
+            # crash at install, before any activity)
             "variants": (
                 f"name: variants\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n"
                 f"content_variants: [{', '.join(CELL_VARIANTS + TRUSTED_ONLY_VARIANTS)}]\n"
+                f"variant_seed: {SWEEP_SEED}\nactivity: {{script: {variant_sweep[0]}}}\n"
                 "exclude:\n"
                 + "".join(
                     f"  - {{sensor_version: 1.1.0-validating, content_variant: {v}}}\n"
                     for v in TRUSTED_ONLY_VARIANTS
                 ),
-                candidates["variants"],
-            ),
-            # ... and every generated variant, one after the other, in one guest
-            "sweep": (
-                f"name: sweep\nimages: [{FAST}]\nreboots: 1\nretries: 0\n{WINDOWS}\n"
-                f"variant_seed: {SWEEP_SEED}\nactivity: {{script: {variant_sweep[0]}}}\n"
-                "exclude:\n  - {sensor_version: 1.1.0}\n",
                 candidates["variants"],
             ),
             # July 2024, second half: the bad rule only faults when its event happens
@@ -195,11 +195,11 @@ def incident_runs(
                 f"retries: 0\n{WINDOWS}\n",
                 candidates["good"],
             ),
-            # a boot loop counted by crashes
+            # crashes counted, and a guest that comes back once its sensor gives up starting
             "observe": (
                 f"name: observe\nimages: [{FAST}]\nreboots: 1\nretries: 0\non_crash: observe\n"
                 f"boot_loop_after: 3\n{WINDOWS}\n",
-                candidates["zero-filled"],
+                candidates["safe-mode"],
             ),
             # fail-fast: the fast guest crashes at install while the full one still boots
             "fail-fast": (
@@ -257,8 +257,8 @@ def test_content_variants_crash_the_trusting_sensor_and_not_the_validating_one(i
 def test_the_validating_sensor_survives_every_generated_variant_and_boots_on_zero_filled_content(
     incident_runs: Batch, variant_sweep: tuple[Path, dict]
 ) -> None:
-    (cell,) = incident_runs.result("sweep").cells
-    assert cell.cell_id == f"{FAST}@1.1.0-validating"
+    cell = next(cell for cell in incident_runs.result("variants").cells if "validating" in cell.cell_id)
+    assert cell.cell_id == f"{FAST}@1.1.0-validating~zero-filled"
     assert cell.outcome is CellOutcome.PASSED, cell.reason
     digests = variant_sweep[1]
     assert len(digests) == len(SIMPLE_VARIANTS) + 3 * len(COUNT_VARIANTS)  # the sample declares 3 counts
@@ -281,7 +281,7 @@ def test_the_validating_sensor_survives_every_generated_variant_and_boots_on_zer
 def test_the_activity_triggered_crash_is_caught_only_with_the_activity_step(incident_runs: Batch) -> None:
     assert outcomes(incident_runs, "no-activity") == {FAST: CellOutcome.PASSED}
     (cell,) = incident_runs.result("activity").cells
-    assert cell.outcome is CellOutcome.BOOT_LOOP, cell.reason
+    assert cell.outcome is CellOutcome.BOOT_LOOP, cell.reason  # the observe policy counting crashes
     assert "2 crashes in 2 boots" in cell.reason
     assert cell.crash is not None and cell.crash["module"] == "testbed_sensor"
     # The activity runs only on a ready guest: the reset guest came back (libvirt once left it
@@ -305,10 +305,22 @@ def test_a_failure_whose_control_twin_fails_too_is_the_images_and_the_run_inconc
     assert result.verdict is RunVerdict.INCONCLUSIVE, result.summary
 
 
-def test_the_observe_policy_counts_crashes_into_a_boot_loop(incident_runs: Batch) -> None:
+def test_the_observe_policy_sees_a_sensor_give_up_and_still_calls_the_cell_crashed(
+    incident_runs: Batch,
+) -> None:
+    """The install crashes the guest, the reset guest crashes as the sensor starts at boot, and on
+    the third boot the sensor stays off (safe mode): the machine is back, unprotected. (The
+    activity run above counts crashes into a boot loop.)"""
     (cell,) = incident_runs.result("observe").cells
-    assert cell.outcome is CellOutcome.BOOT_LOOP, cell.reason
-    assert "3 crashes in 3 boots" in cell.reason
+    assert cell.outcome is CellOutcome.CRASHED, cell.reason
+    assert cell.reason.startswith("recovered after 2 crash(es), but degraded: "), cell.reason
+    assert "testbed_sensor is in safe mode: its last 2 starts never finished" in cell.reason
+    assert cell.crash is not None and cell.crash["module"] == "testbed_sensor", cell.crash
+    waits = [timing.phase for timing in cell.timings if timing.phase.endswith("waiting for readiness")]
+    assert waits[-2:] == [
+        "boot 2/2 (after 1 crash): waiting for readiness",
+        "boot 3 (after 2 crashes): waiting for readiness",
+    ], waits
 
 
 def test_fail_fast_cancels_the_rest_within_seconds(incident_runs: Batch) -> None:
