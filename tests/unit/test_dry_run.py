@@ -224,14 +224,13 @@ def test_kvm_refusals_name_each_image_once_and_only_without_any_kvm_host(testbed
     ]
 
 
-def test_a_cell_whose_channel_cannot_be_made_is_explained_with_the_reason(testbed, tmp_path):
+def test_a_step_that_cannot_run_is_explained_with_the_reason(testbed, tmp_path):
     settings, matrix, candidate, _ = testbed
-    manifest = yaml.safe_load((candidate / "candidate.yaml").read_text())
-    manifest["artifacts"][0]["health_check"] = "sc query CSAgent"  # a command, not a service name
-    (candidate / "candidate.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
-    cells = explain_cells(settings, prepare_gate(settings, matrix, candidate), tmp_path / "out")
+    prepared = prepare_gate(settings, matrix, candidate)
+    (candidate / "content" / "C-00000291.sys").write_bytes(b"changed after the plan pinned it")
+    cells = explain_cells(settings, prepared, tmp_path / "out")
     windows = Path(cells[0]["directory"])
     (step,) = yaml.safe_load((windows / "playbooks.yml").read_text())
     assert step["step"] == "install candidate"
-    assert step["error"].startswith("ConfigurationError: candidate artifact sensor-windows: health_check")
+    assert step["error"] == "InfrastructureError: channel-291: the as-shipped variant is not what was planned"
     assert (windows / "domain.xml").is_file() and not (windows / "inventory.yml").exists()
