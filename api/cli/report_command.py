@@ -42,7 +42,7 @@ def _read(console_log: Path, every: bool) -> list[CrashReport]:
     try:
         if every:
             return find_reports_in_file(console_log)
-        found = parse_console_file(console_log)
+        found = parse_console_file(console_log, latest_down=True)  # the report the gate's crash.json has
     except OSError as exc:
         raise ConfigurationError(f"console log {console_log}: {exc.strerror or exc}") from exc
     return [found] if found else []
@@ -55,7 +55,8 @@ def report(
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """The kernel report that brought the last boot down (or every report), titled as the gate titles it."""
+    """The kernel report that brought the last boot down (or, when the guest came back up, the
+    latest boot that went down), or every report, titled as the gate titles it."""
     with errors_as_exit_codes():
         if not console_log.is_file():
             raise ConfigurationError(f"console log {console_log}: no such file")

@@ -55,6 +55,16 @@ def test_all_lists_every_report_of_every_boot():
     assert [item["title"] for item in json.loads(result.output)] == [WARNING_TITLE, OOPS_TITLE]
 
 
+def test_a_guest_that_came_back_is_reported_by_the_boot_that_went_down():
+    recovered = FORMATS.parent / "sensor-safe-mode-recovered-6.1.0-56.log"
+
+    result = run(recovered)
+
+    assert result.exit_code == 1
+    title = "BUG: kernel NULL pointer dereference in tbs_match_template [testbed_sensor]"
+    assert result.output.splitlines()[0] == title
+
+
 def test_a_clean_console_exits_0():
     clean = FORMATS / "clean-chatter.log"
 
