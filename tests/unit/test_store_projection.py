@@ -54,19 +54,18 @@ def finishing(**data) -> RunEvent:
     )
 
 
-def finished_at_4(**changes) -> CellRecord:
-    """The cell as a CELL_FINISHED event with sequence 4 and ``FINISHED_DATA`` leaves it."""
-    return replace(
-        CELL,
-        state=CellState.DONE,
-        reason="the guest panicked",
-        host="local",
-        timings=(PhaseTimingRecord("boot 1", 20.5), PhaseTimingRecord("install", 3.0)),
-        started_at=2.0,
-        finished_at=9.0,
-        last_sequence=4,
-        **changes,
-    )
+def finished_cell(**changes) -> CellRecord:
+    """The cell as a CELL_FINISHED event carrying ``FINISHED_DATA`` leaves it (event 4 unless told)."""
+    finished = {
+        "state": CellState.DONE,
+        "reason": "the guest panicked",
+        "host": "local",
+        "timings": (PhaseTimingRecord("boot 1", 20.5), PhaseTimingRecord("install", 3.0)),
+        "started_at": 2.0,
+        "finished_at": 9.0,
+        "last_sequence": 4,
+    }
+    return replace(CELL, **{**finished, **changes})
 
 
 @pytest.mark.parametrize(
@@ -195,18 +194,11 @@ def test_run_projection(before, incoming, expected):
                 host="local",
                 data=FINISHED_DATA,
             ),
-            replace(
-                CELL,
-                state=CellState.DONE,
+            finished_cell(
                 phase="crashed",
                 outcome=CellOutcome.CRASHED,
-                reason="the guest panicked",
                 crash_title="BUG: kernel NULL pointer dereference",
                 detail="BUG: kernel NULL pointer dereference",
-                host="local",
-                timings=(PhaseTimingRecord("boot 1", 20.5), PhaseTimingRecord("install", 3.0)),
-                started_at=2.0,
-                finished_at=9.0,
                 last_sequence=9,
             ),
             id="CELL_FINISHED carries the result",
@@ -246,7 +238,7 @@ def test_run_projection(before, incoming, expected):
         pytest.param(
             BOOTING,
             finishing(outcome="infra_error", observed="hung", expected_outcome="hung"),
-            finished_at_4(
+            finished_cell(
                 outcome=CellOutcome.INFRA_ERROR, observed=CellOutcome.HUNG, expected_outcome=CellOutcome.HUNG
             ),
             id="CELL_FINISHED of a control image carries what it did and was declared to do",
@@ -254,7 +246,7 @@ def test_run_projection(before, incoming, expected):
         pytest.param(
             BOOTING,
             finishing(observed="exploded", expected_outcome=7),
-            finished_at_4(outcome=CellOutcome.CRASHED),
+            finished_cell(outcome=CellOutcome.CRASHED),
             id="an outcome the engine never names is read as none",
         ),
         pytest.param(
