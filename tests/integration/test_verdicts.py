@@ -23,11 +23,13 @@ from tests.integration.conftest import Batch, activity_outputs
 pytestmark = pytest.mark.integration
 
 KERNEL_N = "6.1.0-56-amd64"
+# The product's one retry stays on: a testbed hiccup before the candidate is in (infra_error,
+# seen once: the guest's SSH unreachable at its first boot) is retried on a fresh clone instead of
+# failing a test about something else. A cell that ends as expected is never retried.
 FAULTS_MATRIX = """
 name: faults
 images: [debian12-kernel-n-fast]
 reboots: 1
-retries: 0
 timeouts: {ready: 150, stability: 5, install: 600, soak: 60}
 """
 
@@ -99,7 +101,6 @@ def containment_probe(host: str, port: int) -> str:
     return f"""name: contained
 images: [debian12-kernel-n-fast]
 reboots: 1
-retries: 0
 timeouts: {{ready: 150, stability: 5, install: 600, soak: 30}}
 activity:
   run: |
