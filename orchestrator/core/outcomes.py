@@ -44,6 +44,11 @@ CANDIDATE_FAILURES = frozenset(
 """Outcomes that count against the candidate."""
 
 
+def as_declared(observed: CellOutcome | None, expected_outcome: CellOutcome | None) -> bool:
+    """A control image that did what it is there to do: the verdict counts it as a pass."""
+    return expected_outcome is not None and observed is expected_outcome
+
+
 class RunVerdict(StrEnum):
     """The answer a run gives about its candidate."""
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.core.grouping import groups_as_dicts
-from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
+from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict, as_declared
 
 
 class RunEventKind(StrEnum):
@@ -110,7 +110,7 @@ class CellResult:
     @property
     def as_expected(self) -> bool:
         """A control image that did what it is there to do (it then counts as a pass)."""
-        return self.expected_outcome is not None and self.observed is self.expected_outcome
+        return as_declared(self.observed, self.expected_outcome)
 
     @property
     def verdict_outcome(self) -> CellOutcome:

@@ -116,7 +116,7 @@ class HostPool:
                 if (
                     host.max_cells() > 0
                     and host.total_memory_mib() >= memory_mib
-                    and (self._offers_kvm(host) or not needs_kvm)
+                    and (not needs_kvm or self._offers_kvm(host))
                 ):
                     return True
             except (TestbedError, OSError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict
+from orchestrator.core.outcomes import CellOutcome, CellState, RunVerdict, as_declared
 
 
 class RunStatus(StrEnum):
@@ -75,7 +75,7 @@ class CellRecord:
     @property
     def as_expected(self) -> bool:
         """A control image that did what it is there to do: the verdict counts it as a pass."""
-        return self.expected_outcome is not None and self.observed is self.expected_outcome
+        return as_declared(self.observed, self.expected_outcome)
 
     @property
     def verdict_outcome(self) -> CellOutcome | None:

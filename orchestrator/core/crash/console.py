@@ -56,7 +56,8 @@ def _bringing_down(scanner: ConsoleScanner, latest_down: bool = False) -> CrashR
     in_boot = [report for report in reports if report.boot == boot]
     if not in_boot and latest_down:
         down = [r.boot for r in reports if r.fatal and r.boot < boot and r.boot not in scanner.capture_boots]
-        in_boot = [report for report in reports if down and report.boot == max(down)]
+        latest = max(down, default=None)
+        in_boot = [report for report in reports if report.boot == latest]
     if not in_boot:
         return None
     panicked = next((i for i, report in enumerate(in_boot) if report.panic_reason is not None), None)
